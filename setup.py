@@ -8,10 +8,8 @@ Pins, and why:
   pinned so the generated README does not change with the pandoc version.
 - torch / torchvision: unpinned, taken from the package registry (their CUDA builds also run on CPU).
 """
-from pkg_resources import parse_version
 from configparser import ConfigParser
 import setuptools, shlex
-assert parse_version(setuptools.__version__) >= parse_version('36.2')
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
