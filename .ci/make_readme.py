@@ -4,6 +4,7 @@ in settings.ini) converts the processed index notebook to GitHub markdown.
   python .ci/make_readme.py           # write README.md
   python .ci/make_readme.py --check   # exit 1 if README.md is not what the notebook gives"""
 import sys, json, re
+import yaml
 from pathlib import Path
 from nbdev.config import get_config
 from nbdev.serve import proc_nbs
@@ -16,12 +17,12 @@ def render(root: Path) -> str:
     fm = {}
     for c in nb['cells']:                                              # nbdev turns '# title' + '> description' into front matter
         if c['cell_type'] == 'raw':
-            src = ''.join(c['source'])
-            fm.update(dict(re.findall(r'^(title|description):\s*(.*)$', src, re.M)))
+            src = ''.join(c['source']).strip().strip('-')
+            fm.update(yaml.safe_load(src) or {})
     nb['cells'] = [c for c in nb['cells'] if c['cell_type'] != 'raw']
-    md = pypandoc.convert_text(json.dumps(nb), 'gfm', format='ipynb', extra_args=['--wrap=none'])
-    head = f"# {fm.get('title', cfg.lib_name).strip(chr(34))}\n\n"
-    if fm.get('description'): head += f"> {fm['description'].strip(chr(34))}\n\n"
+    md = pypandoc.convert_text(json.dumps(nb), 'gfm-raw_html', format='ipynb', extra_args=['--wrap=none'])
+    head = f"# {fm.get('title', cfg.lib_name)}\n\n"
+    if fm.get('description'): head += f"> {fm['description']}\n\n"
     note = "<!-- Generated from nbs/index.ipynb by .ci/make_readme.py: edit the notebook, not this file. -->\n\n"
     return head + note + md.strip() + '\n'
 

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def quick_start_blocks() -> list[str]:
     text = (ROOT/'README.md').read_text()
     section = text.split('## Quick start', 1)[1].split('\n## ', 1)[0]
-    return re.findall(r'```bash\n(.*?)```', section, re.S)
+    return re.findall(r'```\s*bash\n(.*?)```', section, re.S)
 
 def _copy_repo(dest: Path) -> Path:
     files = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard'], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split('\n')
