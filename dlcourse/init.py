@@ -20,7 +20,7 @@ from .resnet import *
 # %% auto #0
 __all__ = ['INITS', 'SCHEMES', 'REPORT_INIT_CIFAR10', 'model_act', 'init_model', 'with_init', 'act_stds', 'deep_stack',
            'signal_table', 'expected_initial_loss', 'initial_loss_check', 'InitStats', 'init_study', 'plot_hockey',
-           'plot_layer_stats', 'first_batch_loss', 'init_digits', 'init_cifar10']
+           'plot_layer_stats', 'first_batch_loss', 'init_digits', 'init_cifar10', 'init_tinyimagenet']
 
 # %% ../nbs/12_init.ipynb #9b5ce702
 _ACT_NAMES = {nn.Tanh: 'tanh', nn.ReLU: 'relu', nn.LeakyReLU: 'leaky_relu', nn.Sigmoid: 'sigmoid', nn.GELU: 'relu', nn.SiLU: 'relu'}
@@ -208,22 +208,31 @@ def first_batch_loss(model:nn.Module, # the model, in its initial state
     model.train()
     with torch.no_grad(): return nn.functional.cross_entropy(model(xb), yb).item()
 
-# %% ../nbs/12_init.ipynb #30de5ad5
+# %% ../nbs/12_init.ipynb #23bc9b46
 @experiment('init-digits', help='SuperLeNet with six init schemes on sklearn digits: initial loss, hockey stick, accuracy',
             datasets=('digits',), epochs=5)
 def init_digits(dataset:str='digits', epochs:int=5, scale:str='smoke', seed:int=0) -> pd.DataFrame:
     "The init study on the digits data."
     return init_study(resize_images(load_images(dataset, seed=seed)), epochs=epochs, seed=seed, dataset='digits (sklearn, 32x32)')
 
-@experiment('init-cifar10', help='SuperLeNet with six init schemes on CIFAR-10 (report Table 5); smoke: 10% of the data',
-            datasets=('cifar10-jpeg', 'cifar10'))
-def init_cifar10(dataset:str='cifar10-jpeg', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
-    "The init study on CIFAR-10."
+def _init_images(dataset, epochs, scale, seed, info, cache, label, full_epochs):
     full = get_scale(scale) == 'full'
     data = load_images(dataset, seed=seed, info=info, cache=cache)
     if not full: data = shrink(data, 0.1, seed)
+    return init_study(data, epochs=epochs or (full_epochs if full else 2), seed=seed, bs=128, dataset=label)
+
+@experiment('init-cifar10', help='SuperLeNet with six init schemes on CIFAR-10 (report Table 5); smoke: 10% of the data',
+            datasets=('cifar10-jpeg', 'cifar10'))
+def init_cifar10(dataset:str='cifar10-jpeg', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
+    "The init study on CIFAR-10 (full scale: the report's 200 epochs)."
     label = 'CIFAR-10 (JPEG q~75 copy)' if dataset == 'cifar10-jpeg' else 'CIFAR-10'
-    return init_study(data, epochs=epochs or (200 if full else 2), seed=seed, bs=128, dataset=label)
+    return _init_images(dataset, epochs, scale, seed, info, cache, label, 200)
+
+@experiment('init-tinyimagenet', help='SuperLeNet (64x64, 200 classes) with six init schemes on TinyImageNet (report Table 6)',
+            datasets=('tinyimagenet-200',))
+def init_tinyimagenet(dataset:str='tinyimagenet-200', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
+    "The init study on TinyImageNet (full scale: the report's 100 epochs); log C = 5.298 for its 200 classes."
+    return _init_images(dataset, epochs, scale, seed, info, cache, 'TinyImageNet-200', 100)
 
 # %% ../nbs/12_init.ipynb #c4e26373
 REPORT_INIT_CIFAR10 = pd.DataFrame([  # the report's Table 5
