@@ -23,8 +23,8 @@ from .sentiment import *
 # %% auto #0
 __all__ = ['DATASETS_SENT', 'SENT_HYP', 'SENT_GRID', 'REG_VARIANTS', 'POOL_VARIANTS', 'ARCH_VARIANTS', 'sentence_dls',
            'sentence_model', 'concat_runs', 'baseline_study', 'grid_sweep', 'pair_means', 'interaction_heatmap',
-           'weight_penalty', 'WeightPenalty', 'reg_study', 'train_word2vec', 'load_word_vectors', 'embedding_matrix',
-           'oov_report', 'w2v_study', 'variant_study', 'pool_study', 'arch_study']
+           'grid_study', 'weight_penalty', 'WeightPenalty', 'reg_study', 'train_word2vec', 'load_word_vectors',
+           'embedding_matrix', 'oov_report', 'w2v_study', 'variant_study', 'pool_study', 'arch_study']
 
 # %% ../nbs/24_sentence_clf.ipynb #de800ee0
 DATASETS_SENT = ('trec', 'mr-rt-polarity')
@@ -154,6 +154,22 @@ def interaction_heatmap(df:pd.DataFrame, # `grid_sweep` result
             if i == n - 1: ax.set_xlabel(b)
     fig.suptitle(title or f'mean {metric} for each pair of hyperparameter values'); plt.tight_layout()
     return fig
+
+# %% ../nbs/24_sentence_clf.ipynb #3769b1bd
+@experiment('sentence-grid', help='Grid sweep lr x batch size x optimiser x hidden size (SENT_GRID) on TREC or MR',
+            datasets=DATASETS_SENT, epochs=2)
+def grid_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'
+               epochs:int|None=None, # epochs per run (default 2)
+               scale:str|None=None, # 'smoke' (fixture) or 'full'
+               seed:int=0,
+               grid:dict=SENT_GRID, # parameter -> values
+               model_kw:dict|None=None, # overrides of the baseline model
+               info=None, cache=None) -> pd.DataFrame:
+    "`grid_sweep` of the baseline model over `grid`; one row per combination."
+    data = _load(dataset, scale, seed, info, cache); v = sentence_dls(data, seed=seed)
+    df = grid_sweep(partial(sentence_dls, data, seed=seed), partial(sentence_model, len(v.vocab), v.c, **(model_kw or {})),
+                    grid, epochs=epochs or 2, seed=seed)
+    return df.assign(dataset=dataset, study='grid')
 
 # %% ../nbs/24_sentence_clf.ipynb #d82e9667
 def weight_penalty(model:nn.Module, # the model
