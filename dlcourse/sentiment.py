@@ -19,9 +19,10 @@ from .train import *
 from .text import *
 
 # %% auto #0
-__all__ = ['CELLS', 'POOLS', 'MODES', 'lstm_clf', 'gru_clf', 'bilstm_clf', 'IMDB_HYP', 'SMOKE_HYP', 'length_mask', 'masked_mean',
-           'masked_max', 'last_output', 'AttnPool', 'split_input', 'RNNEncoder', 'ClfHead', 'RNNClassifier', 'imdb_dls',
-           'imdb_model', 'padding_study', 'imdb_study']
+__all__ = ['CELLS', 'POOLS', 'MODES', 'lstm_clf', 'gru_clf', 'bilstm_clf', 'IMDB_HYP', 'SMOKE_HYP', 'PROBE_HYP', 'length_mask',
+           'masked_mean', 'masked_max', 'last_output', 'AttnPool', 'split_input', 'RNNEncoder', 'ClfHead',
+           'RNNClassifier', 'imdb_dls', 'imdb_model', 'padding_study', 'imdb_study', 'RandomOrderLoader',
+           'random_order', 'pad_fraction', 'padding_probe']
 
 # %% ../nbs/23_sentiment.ipynb #9ecc9c5d
 def length_mask(lengths:Tensor, # (bs,) true lengths
@@ -245,4 +246,53 @@ def imdb_study(dataset:str='imdb', # only 'imdb'
     df = pd.concat([cmp, main], ignore_index=True)
     df['vocab'] = len(dls.vocab); df['data_seconds'] = t_data.seconds
     df.attrs['history'] = pd.concat([cmp.attrs['history'], learn.history], ignore_index=True)
+    return df
+
+# %% ../nbs/23_sentiment.ipynb #2b0e482e
+class RandomOrderLoader(TextClfLoader):
+    "A `TextClfLoader` whose batches mix lengths at random (no length sorting): the most padding per batch."
+    def batches(self) -> list[np.ndarray]:
+        idx = np.random.default_rng(self.seed or 0).permutation(self.n)
+        return [idx[i:i + self.bs] for i in range(0, self.n, self.bs)]
+
+def random_order(dl:TextClfLoader, seed:int=0) -> RandomOrderLoader:
+    "The same texts as `dl` in randomly composed batches."
+    return RandomOrderLoader(dl.seqs, dl.labels, bs=dl.bs, pad_idx=dl.pad_idx, max_len=dl.max_len, device=dl.device, seed=seed)
+
+def pad_fraction(dl:TextClfLoader) -> float:
+    "Fraction of the token positions in `dl`'s batches that are padding."
+    b = dl.batches(); lens = np.maximum(dl.lens, 1)
+    return 1 - sum(lens[i].sum() for i in b) / sum(len(i) * lens[i].max() for i in b)
+
+PROBE_HYP = dict(IMDB_HYP, pool='last', emb_sz=64, hidden=64, max_len=200, lr=1e-2, epochs=2)  # final state: padding matters
+
+@experiment('imdb-padding', help='IMDB: final-state LSTM padded vs packed vs masked, tested on sorted and on random batches',
+            datasets=('imdb',), epochs=PROBE_HYP['epochs'])
+def padding_probe(dataset:str='imdb', # only 'imdb'
+                  epochs:int|None=None, # epochs per mode (default `hyp['epochs']`)
+                  scale:str|None=None, # 'smoke' (fixture) or 'full'
+                  seed:int=0, # seed of splits, init, batch order
+                  hyp:dict|None=None, # hyperparameters (default `PROBE_HYP`; `SMOKE_HYP` with pool='last' at smoke scale)
+                  n_train:int|None=20_000, # training reviews at full scale
+                  n_test:int|None=5_000, # test reviews at full scale (seeded sample)
+                  modes:tuple=MODES, info=None, cache=None) -> pd.DataFrame:
+    "One row per mode: test accuracy on length-sorted and on random batches, their padding fractions, seconds."
+    scale = get_scale(scale)
+    if scale == 'smoke' and info is None:
+        cache = Path(tempfile.mkdtemp()); info = make_fixture('imdb', cache, n=80, seed=seed)
+    hyp = dict(hyp or (dict(SMOKE_HYP, pool='last') if scale == 'smoke' else PROBE_HYP))
+    data = load_text_clf(dataset, info=info, cache=cache, seed=seed)
+    full = scale == 'full'
+    dls = imdb_dls(data, hyp['max_vocab'], hyp['min_freq'], hyp['max_len'], hyp['bs'], n_train=n_train if full else None,
+                   n_test=n_test if full else None, seed=seed)
+    rnd = random_order(dls.test, seed)
+    rows, hists = [], []
+    for mode in modes:
+        row, learn = run(partial(imdb_model, len(dls.vocab), mode, hyp), dls, epochs=epochs or hyp['epochs'], lr=hyp['lr'],
+                         seed=seed, name=mode, wd=hyp['wd'], clip=hyp['clip'], eval_train=False)
+        row['test_acc_random'] = float(learn.validate(dl=rnd)[1])
+        rows.append(dict(row, mode=mode, n_train=dls.train.n, n_test=dls.test.n, max_len=hyp['max_len'],
+                         pad_frac_sorted=pad_fraction(dls.test), pad_frac_random=pad_fraction(rnd)))
+        hists.append(learn.history)
+    df = pd.DataFrame(rows); df.attrs['history'] = pd.concat(hists, ignore_index=True)
     return df
