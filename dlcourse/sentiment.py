@@ -173,7 +173,7 @@ IMDB_HYP = dict(
     lr=3e-3,           # one-cycle peak learning rate, Adam
     wd=1e-4,           # weight decay (L2, in the gradient)
     clip=1.0,          # gradient-norm clipping, the usual guard for LSTMs
-    epochs=3,          # one-cycle epochs (CPU budget: ~3 min each on the shared machine)
+    epochs=3,          # one-cycle epochs (~7 min each in the committed run on the shared, oversubscribed CPU)
 )
 SMOKE_HYP = dict(IMDB_HYP, max_vocab=500, max_len=60, bs=8, emb_sz=16, hidden=16, epochs=4, lr=1e-2)  # fixture scale
 
