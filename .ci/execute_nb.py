@@ -6,6 +6,7 @@ import sys, os, argparse, time
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
+import fastprogress; fastprogress.fastprogress.NO_BAR = True   # keep progress bars out of saved outputs
 from fastcore.xtras import working_directory
 
 p = argparse.ArgumentParser(); p.add_argument('nb'); p.add_argument('--skip-flags', action='store_true')
