@@ -18,7 +18,7 @@ from .core import *
 from .data import *
 from .train import *
 from .text import *
-from .kim_cnn import text_input, conv1d_block, load_sentences, sentence_vocab, sentence_dls, concat_runs, SENTENCE_DATASETS
+from .kim_cnn import text_input, conv1d_block, load_sentences, sentence_vocab, sentence_dls, SENTENCE_DATASETS
 
 # %% auto #0
 __all__ = ['HYBRID_MODELS', 'OPT_LRS', 'RNNEncoder', 'TextHybrid', 'cnn1d', 'lstm_clf', 'bilstm_clf', 'cnn_lstm', 'cnn_bilstm',

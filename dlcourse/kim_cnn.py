@@ -21,7 +21,7 @@ from .text import *
 # %% auto #0
 __all__ = ['KIM_MODES', 'SENTENCE_DATASETS', 'KIM_PAPER', 'KimConfig', 'text_input', 'conv1d_block', 'KimCNN', 'max_norm_',
            'MaxNorm', 'train_word2vec', 'embedding_matrix', 'load_sentences', 'sentence_vocab', 'sentence_dls',
-           'kim_adadelta', 'kim_cnn_study', 'concat_runs', 'kim_summary', 'plot_kim']
+           'kim_adadelta', 'kim_cnn_study', 'kim_summary', 'plot_kim']
 
 # %% ../nbs/25_kim_cnn.ipynb #d899d028
 @dataclass
@@ -256,18 +256,6 @@ def kim_cnn_study(dataset:str='mr-rt-polarity', # 'mr-rt-polarity' or 'trec'
     df['vocab'], df['w2v_oov'], df['w2v_seconds'] = len(vocab), len(missing), t_w2v.seconds
     df['config'] = str(asdict(cfg))
     return df
-
-# %% ../nbs/25_kim_cnn.ipynb #7ed34a5c
-def concat_runs(dfs:list # DataFrames from `compare` or a study, each with `attrs['history']` or none
-               ) -> pd.DataFrame:
-    "Concatenate result frames row-wise, and their `attrs['history']` frames too."
-    hists = [d.attrs['history'] for d in dfs if 'history' in d.attrs]
-    plain = []
-    for d in dfs:
-        d = d.copy(); d.attrs = {}; plain.append(d)
-    out = pd.concat(plain, ignore_index=True)
-    if hists: out.attrs['history'] = pd.concat(hists, ignore_index=True)
-    return out
 
 # %% ../nbs/25_kim_cnn.ipynb #64534d61
 def kim_summary(df:pd.DataFrame # rows from `kim_cnn_study` (one or several datasets)

@@ -22,9 +22,9 @@ from .sentiment import *
 
 # %% auto #0
 __all__ = ['DATASETS_SENT', 'SENT_HYP', 'SENT_GRID', 'REG_VARIANTS', 'POOL_VARIANTS', 'ARCH_VARIANTS', 'sentence_dls',
-           'sentence_model', 'concat_runs', 'baseline_study', 'grid_sweep', 'pair_means', 'interaction_heatmap',
-           'grid_study', 'weight_penalty', 'WeightPenalty', 'reg_study', 'train_word2vec', 'load_word_vectors',
-           'embedding_matrix', 'oov_report', 'w2v_study', 'variant_study', 'pool_study', 'arch_study']
+           'sentence_model', 'baseline_study', 'grid_sweep', 'pair_means', 'interaction_heatmap', 'grid_study',
+           'weight_penalty', 'WeightPenalty', 'reg_study', 'train_word2vec', 'load_word_vectors', 'embedding_matrix',
+           'oov_report', 'w2v_study', 'variant_study', 'pool_study', 'arch_study']
 
 # %% ../nbs/24_sentence_clf.ipynb #de800ee0
 DATASETS_SENT = ('trec', 'mr-rt-polarity')
@@ -57,13 +57,6 @@ def sentence_model(vocab_sz:int, # vocabulary size
     hyp = {k: SENT_HYP[k] for k in ('cell', 'emb_sz', 'hidden', 'pool', 'mode')}
     return RNNClassifier(vocab_sz, n_classes, **{**hyp, **kw})
 
-def concat_runs(dfs:list) -> pd.DataFrame:
-    "Concatenate run tables; their per-epoch histories (`attrs['history']`) are concatenated too."
-    hs = [d.attrs['history'] for d in dfs if 'history' in d.attrs]
-    def bare(d): d = d.copy(); d.attrs = {}; return d
-    out = pd.concat([bare(d) for d in dfs], ignore_index=True)
-    if hs: out.attrs['history'] = pd.concat(hs, ignore_index=True)
-    return out
 
 def _load(dataset, scale, seed, info=None, cache=None):
     if dataset not in DATASETS_SENT: raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS_SENT)}")
