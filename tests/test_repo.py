@@ -65,3 +65,19 @@ def test_main_job_runs(tmp_path):
     out = tmp_path/shlex.split(cmd)[shlex.split(cmd).index('--out') + 1]
     assert {'results.csv', 'history.csv', 'curves.png', 'compare.png'} <= {p.name for p in out.iterdir()}
     print(r.stdout)
+
+def _directives(src):
+    return {m.group(1) for m in re.finditer(r'^#\|\s*([\w-]+)', src, re.M)}
+
+def test_flagged_cells_import_nothing():
+    "nbdev's docs processing executes every cell that imports something: a full-scale (slow/gpu) cell must not, or building the docs would train."
+    import ast, json
+    bad = []
+    for nbp in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for i, c in enumerate(json.loads(nbp.read_text())['cells']):
+            src = ''.join(c['source'])
+            if c['cell_type'] != 'code' or not _directives(src) & {'slow', 'gpu'}: continue
+            try: tree = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!'))))
+            except SyntaxError: continue
+            if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)): bad.append(f"{nbp.name} cell {i}")
+    assert not bad, "move the imports of these flagged cells into an unflagged cell of their own:\n" + '\n'.join(bad)
