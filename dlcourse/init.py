@@ -208,7 +208,7 @@ def first_batch_loss(model:nn.Module, # the model, in its initial state
     model.train()
     with torch.no_grad(): return nn.functional.cross_entropy(model(xb), yb).item()
 
-# %% ../nbs/12_init.ipynb #23bc9b46
+# %% ../nbs/12_init.ipynb #82bf2aae
 @experiment('init-digits', help='SuperLeNet with six init schemes on sklearn digits: initial loss, hockey stick, accuracy',
             datasets=('digits',), epochs=5)
 def init_digits(dataset:str='digits', epochs:int=5, scale:str='smoke', seed:int=0) -> pd.DataFrame:
