@@ -1,8 +1,9 @@
-"""Execute a notebook top to bottom IN PLACE, flagged (#| slow / #| gpu) cells included, keeping outputs.
-Usage (from the repo root): python .ci/execute_nb.py nbs/10_lenet.ipynb [--skip-flags] [--timeout 3000]
+"""Execute a notebook top to bottom IN PLACE, flagged #| slow cells included (#| gpu cells too when CUDA is available), keeping outputs.
+Usage (from the repo root): python .ci/execute_nb.py nbs/10_lenet.ipynb [--skip-flags] [--gpu]
 Then run `nbdev_clean --fname nbs/10_lenet.ipynb`. Outputs of every cell are saved in the notebook, so the docs show them.
 --skip-flags runs only the smoke cells (what nbdev_test runs) but still saves their outputs."""
 import sys, os, argparse, time
+import torch
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
 from execnb.shell import CaptureShell
@@ -10,14 +11,16 @@ import fastprogress; fastprogress.fastprogress.NO_BAR = True   # keep progress b
 from fastcore.xtras import working_directory
 
 p = argparse.ArgumentParser(); p.add_argument('nb'); p.add_argument('--skip-flags', action='store_true')
-p.add_argument('--timeout', type=int, default=None)
+p.add_argument('--gpu', action='store_true', help='also run #| gpu cells (default: only when CUDA is available)')
 a = p.parse_args()
 nb_path = Path(a.nb).absolute()
 nb = read_nb(nb_path)
 def pre(cell):
     if cell.cell_type != 'code': return True
     if 'nbdev_export' + '(' in cell.source: return True
-    if a.skip_flags and any(l.strip().startswith(('#| slow', '#|slow', '#| gpu', '#|gpu')) for l in cell.source.splitlines()): return True
+    flags = {l.strip().replace('#|', '').strip() for l in cell.source.splitlines() if l.strip().startswith('#|')}
+    if a.skip_flags and flags & {'slow', 'gpu'}: return True
+    if 'gpu' in flags and not (a.gpu or torch.cuda.is_available()): return True   # never start a GPU recipe on a CPU by accident
     return False
 sh = CaptureShell(nb_path)
 t = time.time()
