@@ -36,18 +36,13 @@ def test_ci_runs_the_second_block():
     assert 'quick_start' in ci or 'Quick start' in ci, "the CI script must take its command from the README"
 
 @needs_git
-def test_library_is_what_the_notebooks_export(tmp_path):
+@pytest.mark.parametrize('tool,folder,pattern', [('nbdev_export', 'dlcourse', '*.py'), ('nbdev_clean', 'nbs', '*.ipynb')])
+def test_nbdev_tools_change_nothing(tmp_path, tool, folder, pattern):
+    "The library is what the notebooks export, and the notebooks are already clean."
     d = _copy_repo(tmp_path)
-    subprocess.run([_bin('nbdev_export')], cwd=d, check=True, capture_output=True)
-    changed = _diff(ROOT/'dlcourse', d/'dlcourse', '*.py')
-    assert not changed, f"run nbdev_export and commit: {changed}"
-
-@needs_git
-def test_notebooks_are_clean(tmp_path):
-    d = _copy_repo(tmp_path)
-    subprocess.run([_bin('nbdev_clean')], cwd=d, check=True, capture_output=True)
-    changed = _diff(ROOT/'nbs', d/'nbs', '*.ipynb')
-    assert not changed, f"run nbdev_clean and commit: {changed}"
+    subprocess.run([_bin(tool)], cwd=d, check=True, capture_output=True)
+    changed = _diff(ROOT/folder, d/folder, pattern)
+    assert not changed, f"run {tool} and commit: {changed}"
 
 @needs_git
 def test_readme_is_generated_from_index(tmp_path):
