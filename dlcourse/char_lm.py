@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_char_lm.ipynb #07634b7c
 from __future__ import annotations
-import math, random, tempfile, time
+import math, random, time
 from collections import Counter
 from dataclasses import dataclass, asdict
 from functools import partial
@@ -17,7 +17,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Metric
 from fastai.data.core import DataLoaders
 from .core import *
-from .data import fetch, make_fixture, read_names, get_info
+from .data import fetch, smoke_fixture, read_names, get_info
 from .train import make_learner, run, experiment, plot_compare
 from .text import Vocab, ResetState
 
@@ -327,8 +327,8 @@ def char_lm_study(dataset:str|object='makemore-names', # registry name or a `Dat
     scale = get_scale(scale)
     cfg = cfg or (CharLMConfig() if scale == 'full' else SMOKE_CFG)
     if epochs is not None: cfg = CharLMConfig(**{**asdict(cfg), 'epochs': epochs})
-    if scale == 'smoke' and isinstance(dataset, str):  # smoke scale never downloads: a generated fixture
-        cache = Path(tempfile.mkdtemp()); dataset = make_fixture(dataset, cache)
+    if isinstance(dataset, str):  # smoke scale never downloads: a generated fixture
+        info, cache = smoke_fixture(dataset, scale, cache=cache); dataset = info or dataset
     words = load_names(dataset, cache)
     splits = split_words(words, seed=seed)
     vocab = char_vocab(splits['train'])

@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_sentence_clf.ipynb #f04277e1
 from __future__ import annotations
-import itertools, math, re, tempfile
+import itertools, math, re
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -60,8 +60,7 @@ def sentence_model(vocab_sz:int, # vocabulary size
 
 def _load(dataset, scale, seed, info=None, cache=None):
     if dataset not in DATASETS_SENT: raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(DATASETS_SENT)}")
-    if get_scale(scale) == 'smoke' and info is None:
-        cache = Path(tempfile.mkdtemp()); info = make_fixture(dataset, cache, seed=seed)
+    info, cache = smoke_fixture(dataset, scale, info, cache, seed=seed)
     return load_text_clf(dataset, info=info, cache=cache, seed=seed)
 
 # %% ../nbs/24_sentence_clf.ipynb #409bf6fc

@@ -229,8 +229,7 @@ def imdb_study(dataset:str='imdb', # only 'imdb'
               ) -> pd.DataFrame:
     "Padding comparison (one row per mode) and the main IMDB run (last row); `df.attrs['history']` has the curves."
     scale = get_scale(scale)
-    if scale == 'smoke' and info is None:
-        cache = Path(tempfile.mkdtemp()); info = make_fixture('imdb', cache, n=80, seed=seed)
+    info, cache = smoke_fixture('imdb', scale, info, cache, seed=seed, n=80)
     hyp = dict(hyp or (SMOKE_HYP if scale == 'smoke' else IMDB_HYP))
     if epochs: hyp['epochs'] = epochs
     with Timer() as t_data:
@@ -278,8 +277,7 @@ def padding_probe(dataset:str='imdb', # only 'imdb'
                   modes:tuple=MODES, info=None, cache=None) -> pd.DataFrame:
     "One row per mode: test accuracy on length-sorted and on random batches, their padding fractions, seconds."
     scale = get_scale(scale)
-    if scale == 'smoke' and info is None:
-        cache = Path(tempfile.mkdtemp()); info = make_fixture('imdb', cache, n=80, seed=seed)
+    info, cache = smoke_fixture('imdb', scale, info, cache, seed=seed, n=80)
     hyp = dict(hyp or (dict(SMOKE_HYP, pool='last') if scale == 'smoke' else PROBE_HYP))
     data = load_text_clf(dataset, info=info, cache=cache, seed=seed)
     full = scale == 'full'

@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_seq2seq.ipynb #4cfb5023
 from __future__ import annotations
-import math, re, random, tempfile, time, unicodedata
+import math, re, random, time, unicodedata
 from dataclasses import dataclass, asdict
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from fastai.data.core import DataLoaders
 import sacrebleu
 from .core import *
-from .data import fetch, make_fixture, read_fra_eng
+from .data import fetch, smoke_fixture, read_fra_eng
 from .train import run, experiment
 from .text import Vocab, pad_batch
 from .char_lm import RNN_CELLS, IGNORE, lm_loss, TokenNLL
@@ -306,8 +306,8 @@ def seq2seq_study(dataset:str|object='eng-fra-tatoeba', # registry name or a fix
     scale = get_scale(scale)
     cfg = cfg or (Seq2SeqConfig() if scale == 'full' else SMOKE_CFG)
     if epochs is not None: cfg = Seq2SeqConfig(**{**asdict(cfg), 'epochs': epochs})
-    if scale == 'smoke' and isinstance(dataset, str):
-        cache = Path(tempfile.mkdtemp()); dataset = make_fixture(dataset, cache)
+    if isinstance(dataset, str):
+        info, cache = smoke_fixture(dataset, scale, cache=cache); dataset = info or dataset
     pairs = [(normalize(e), normalize(f)) for e, f in load_pairs(dataset, cache)]
     pairs = filter_pairs(pairs) if filtered else [p for p in pairs if p[0] and p[1]]
     if max_pairs: pairs = random.Random(seed).sample(pairs, min(max_pairs, len(pairs)))

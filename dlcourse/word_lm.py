@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_word_lm.ipynb #a72ece45
 from __future__ import annotations
-import math, tempfile
+import math
 from collections import Counter
 from dataclasses import dataclass, asdict
 from functools import partial
@@ -15,7 +15,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from .core import *
-from .data import fetch, make_fixture, read_text, read_wikitext2, DownloadError
+from .data import fetch, smoke_fixture, read_text, read_wikitext2, DownloadError
 from .train import run, experiment
 from .text import tokenize, Vocab, LMLoader, lm_dls, ResetState
 from .char_lm import RNNLM, lm_model, lm_loss, TokenNLL, evaluate_lm, generate
@@ -180,8 +180,8 @@ def word_lm_study(dataset:str|object|None=None, # one corpus (name or fixture `D
     names = [dataset] if dataset is not None else ['tinyshakespeare', 'wikitext-2']
     rows, hists = [], []
     for ds in names:
-        if scale == 'smoke' and isinstance(ds, str):
-            cache = Path(tempfile.mkdtemp()); ds = make_fixture(ds, cache)
+        if isinstance(ds, str):
+            info, cache = smoke_fixture(ds, scale, cache=cache); ds = info or ds
         lines, used = corpus_splits(ds, cache, full_wikitext=full_wikitext)
         vocab = word_vocab(lines['train'], cfg.min_freq)
         ids = {k: encode_lines(v, vocab) for k, v in lines.items()}
