@@ -17,11 +17,12 @@ from .core import *
 from .data import *
 from .train import *
 from .text import *
+from .sentence_clf import train_word2vec, embedding_matrix
 
 # %% auto #0
 __all__ = ['KIM_MODES', 'SENTENCE_DATASETS', 'KIM_PAPER', 'KimConfig', 'text_input', 'conv1d_block', 'KimCNN', 'max_norm_',
-           'MaxNorm', 'train_word2vec', 'embedding_matrix', 'load_sentences', 'sentence_vocab', 'sentence_dls',
-           'kim_adadelta', 'kim_cnn_study', 'kim_summary', 'plot_kim']
+           'MaxNorm', 'load_sentences', 'sentence_vocab', 'sentence_dls', 'kim_adadelta', 'kim_cnn_study',
+           'kim_summary', 'plot_kim']
 
 # %% ../nbs/25_kim_cnn.ipynb #d899d028
 @dataclass
@@ -129,38 +130,6 @@ class MaxNorm(Callback):
     def after_step(self):
         for n in self.layer_names: max_norm_(getattr(self.learn.model, n).weight, self.max_norm)
 
-# %% ../nbs/25_kim_cnn.ipynb #452a0de6
-def train_word2vec(sentences:list, # tokenised sentences: a list of lists of words
-                   dim:int=300, # vector size
-                   epochs:int=20, # passes over the corpus
-                   window:int=5, # context window (words each side)
-                   min_count:int=1, # ignore words rarer than this
-                   sg:bool=True, # skip-gram (True) or CBOW (False)
-                   seed:int=0 # gensim's seed (one worker thread, so the result is reproducible)
-                  ):
-    "Train word2vec with gensim 4 on `sentences`; return its `KeyedVectors`."
-    from gensim.models import Word2Vec
-    w2v = Word2Vec(sentences=sentences, vector_size=dim, window=window, min_count=min_count, sg=int(sg), epochs=epochs,
-                   seed=seed, workers=1)
-    return w2v.wv
-
-def embedding_matrix(itos:list, # the vocabulary, id -> word
-                     kv, # gensim `KeyedVectors` (trained here or loaded from a word2vec file)
-                     pad_idx:int|None=0, # row left at zero
-                     seed:int=0 # seed for the random rows of words without a vector
-                    ) -> tuple:
-    "`(vectors (len(itos), dim), missing words)`: word2vec rows where known, variance-matched uniform noise elsewhere."
-    vecs = kv.vectors
-    a = math.sqrt(3 * float(vecs.var()))
-    g = torch.Generator().manual_seed(seed)
-    out = (torch.rand(len(itos), vecs.shape[1], generator=g) * 2 - 1) * a
-    missing = []
-    for i, w in enumerate(itos):
-        if w in kv.key_to_index: out[i] = torch.from_numpy(kv[w].copy())
-        elif i != pad_idx: missing.append(w)
-    if pad_idx is not None: out[pad_idx] = 0
-    return out, missing
-
 # %% ../nbs/25_kim_cnn.ipynb #0631781b
 SENTENCE_DATASETS = ('mr-rt-polarity', 'trec')
 
@@ -241,8 +210,9 @@ def kim_cnn_study(dataset:str='mr-rt-polarity', # 'mr-rt-polarity' or 'trec'
     vocab = sentence_vocab(data['train'][0], cfg.min_freq)
     pad = vocab.pad_idx
     with Timer() as t_w2v:
-        kv = train_word2vec([tokenize(s) for s in data['train'][0]], cfg.emb_dim, cfg.w2v_epochs, min_count=cfg.min_freq, seed=seed)
-    vectors, missing = embedding_matrix(vocab.itos, kv, pad_idx=pad, seed=seed)
+        kv = train_word2vec([tokenize(s) for s in data['train'][0]], vector_size=cfg.emb_dim, epochs=cfg.w2v_epochs,
+                            min_count=cfg.min_freq, seed=seed)
+    vectors, missing = embedding_matrix(vocab, kv, scale=None, seed=seed)
     dls = sentence_dls(data, vocab, cfg.bs, device, seed)
     variants = {m: partial(KimCNN, len(vocab), len(data['classes']), mode=m, vectors=None if m == 'rand' else vectors,
                            emb_dim=cfg.emb_dim, widths=cfg.widths, n_maps=cfg.n_maps, p=cfg.p, pad_idx=pad) for m in modes}

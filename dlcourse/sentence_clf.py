@@ -254,10 +254,11 @@ def _lookup(kv, w):
 
 def embedding_matrix(vocab:Vocab, # our vocabulary
                      kv, # gensim KeyedVectors
-                     scale:float=0.25, # uniform(-scale, scale) init for words without a vector
+                     scale:float|None=0.25, # uniform(-scale, scale) init for words without a vector; None: variance-matched to `kv` (Kim 2014)
                      seed:int=0
                     ) -> tuple[Tensor, list[str]]:
     "`(len(vocab), kv.vector_size)` embedding matrix from `kv` (pad row zero) and the list of words it lacks."
+    if scale is None: scale = math.sqrt(3 * float(kv.vectors.var()))
     g = torch.Generator().manual_seed(seed)
     w = (torch.rand(len(vocab), kv.vector_size, generator=g) * 2 - 1) * scale
     oov = []
