@@ -21,7 +21,7 @@ from .text import *
 from .kim_cnn import text_input, conv1d_block, load_sentences, sentence_vocab, sentence_dls, SENTENCE_DATASETS
 
 # %% auto #0
-__all__ = ['HYBRID_MODELS', 'OPT_LRS', 'RNNEncoder', 'TextHybrid', 'cnn1d', 'lstm_clf', 'bilstm_clf', 'cnn_lstm', 'cnn_bilstm',
+__all__ = ['HYBRID_MODELS', 'OPT_LRS', 'RNNEncoder', 'TextHybrid', 'cnn1d', 'lstm_net', 'bilstm_net', 'cnn_lstm', 'cnn_bilstm',
            'HybridConfig', 'hybrid_study', 'who_won', 'summary_text', 'plot_grid_curves', 'plot_grid',
            'naive_bayes_baseline']
 
@@ -94,10 +94,10 @@ class TextHybrid(nn.Module):
 def cnn1d(vocab_sz, n_classes, **kw):
     "1-D CNN: conv -> global max-pool -> linear."
     return TextHybrid(vocab_sz, n_classes, conv=True, rnn=None, **kw)
-def lstm_clf(vocab_sz, n_classes, **kw):
+def lstm_net(vocab_sz, n_classes, **kw):
     "LSTM over the embeddings -> last hidden state -> linear."
     return TextHybrid(vocab_sz, n_classes, conv=False, rnn='lstm', **kw)
-def bilstm_clf(vocab_sz, n_classes, **kw):
+def bilstm_net(vocab_sz, n_classes, **kw):
     "Bidirectional LSTM -> both last hidden states -> linear."
     return TextHybrid(vocab_sz, n_classes, conv=False, rnn='lstm', bidir=True, **kw)
 def cnn_lstm(vocab_sz, n_classes, **kw):
@@ -107,7 +107,7 @@ def cnn_bilstm(vocab_sz, n_classes, **kw):
     "Hybrid: conv -> max-pool(2) -> BiLSTM -> linear."
     return TextHybrid(vocab_sz, n_classes, conv=True, rnn='lstm', bidir=True, **kw)
 
-HYBRID_MODELS = {'cnn': cnn1d, 'lstm': lstm_clf, 'bilstm': bilstm_clf, 'cnn+lstm': cnn_lstm, 'cnn+bilstm': cnn_bilstm}
+HYBRID_MODELS = {'cnn': cnn1d, 'lstm': lstm_net, 'bilstm': bilstm_net, 'cnn+lstm': cnn_lstm, 'cnn+bilstm': cnn_bilstm}
 
 # %% ../nbs/27_hybrid.ipynb #d29b22a8
 OPT_LRS = {  # optimiser name (dlcourse.train.OPTIMIZERS) -> constant learning rate
