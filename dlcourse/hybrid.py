@@ -21,12 +21,12 @@ from .text import *
 from .kim_cnn import text_input, conv1d_block, load_sentences, sentence_vocab, sentence_dls, SENTENCE_DATASETS
 
 # %% auto #0
-__all__ = ['HYBRID_MODELS', 'OPT_LRS', 'RNNEncoder', 'TextHybrid', 'cnn1d', 'lstm_net', 'bilstm_net', 'cnn_lstm', 'cnn_bilstm',
+__all__ = ['HYBRID_MODELS', 'OPT_LRS', 'PackedRNN', 'TextHybrid', 'cnn1d', 'lstm_net', 'bilstm_net', 'cnn_lstm', 'cnn_bilstm',
            'HybridConfig', 'hybrid_study', 'who_won', 'summary_text', 'plot_grid_curves', 'plot_grid',
            'naive_bayes_baseline']
 
 # %% ../nbs/27_hybrid.ipynb #9c2caf50
-class RNNEncoder(nn.Module):
+class PackedRNN(nn.Module):
     "LSTM/GRU over a packed batch; returns the last hidden state of each direction, concatenated `(bs, hidden*dirs)`."
     def __init__(self, ni:int, # input features per step
                  hidden:int=64, # hidden units per direction
@@ -72,7 +72,7 @@ class TextHybrid(nn.Module):
         self.emb_drop = nn.Dropout(p)
         self.conv = conv1d_block(emb_dim, n_filters, ks, padding='same') if conv else None
         n = n_filters if conv else emb_dim
-        self.rnn = RNNEncoder(n, hidden, rnn, bidir) if rnn else None
+        self.rnn = PackedRNN(n, hidden, rnn, bidir) if rnn else None
         self.head = nn.Sequential(nn.Dropout(p), nn.Linear(self.rnn.n_out if rnn else n, n_classes))
 
     def forward(self, x, lengths=None) -> torch.Tensor:
