@@ -5,18 +5,16 @@
 # %% ../nbs/00_core.ipynb #037445e0
 from __future__ import annotations
 import os, sys, time, random, platform, subprocess, threading, resource, warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np
-import torch
-from torch import nn
+# torch is imported inside the functions that need it, so that the command line (`dlcourse list`, `datasets`,
+# usage errors) starts in a fraction of a second instead of paying ~3 s and ~800 MB for torch and fastai.
 # fastai's import triggers torch's deprecation notice for torch.jit.script; it is not actionable for users of this course.
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 # nbdev_test runs one notebook per core in parallel; several torch threads per notebook would then fight over the
 # same cores (measured here: small-batch steps 6-20x slower with 2 threads per notebook on a busy 2-core machine).
-if os.environ.get('IN_TEST') and not os.environ.get('DLCOURSE_THREADS'): torch.set_num_threads(1)
-if os.environ.get('DLCOURSE_THREADS'): torch.set_num_threads(int(os.environ['DLCOURSE_THREADS']))
+if os.environ.get('DLCOURSE_THREADS') or os.environ.get('IN_TEST'):
+    import torch
+    torch.set_num_threads(int(os.environ.get('DLCOURSE_THREADS') or 1))
 
 # %% auto #0
 __all__ = ['SCALES', 'get_scale', 'in_test', 'default_device', 'device_name', 'seed_everything', 'Timer', 'rss_mb', 'PeakMemory',
@@ -40,6 +38,7 @@ def in_test() -> bool:
 def default_device(device:str|torch.device|None=None # explicit choice; default: env `DLCOURSE_DEVICE`, then cuda > mps > cpu
                   ) -> torch.device:
     "The device to train on: explicit argument, `DLCOURSE_DEVICE`, else CUDA, MPS, CPU in that order."
+    import torch
     device = device or os.environ.get('DLCOURSE_DEVICE')
     if device is not None:
         d = torch.device(device)
@@ -51,6 +50,7 @@ def default_device(device:str|torch.device|None=None # explicit choice; default:
 
 def device_name(device:str|torch.device|None=None) -> str:
     "A human-readable name of `device`: the GPU model, or the CPU model and core count."
+    import torch
     d = default_device(device)
     if d.type == 'cuda': return torch.cuda.get_device_name(d)
     if d.type == 'mps': return 'Apple MPS'
@@ -62,21 +62,26 @@ def device_name(device:str|torch.device|None=None) -> str:
     return f"CPU {cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 # %% ../nbs/00_core.ipynb #7a3a770e
-def seed_everything(seed:int=42, # the seed for python, numpy and torch
+def seed_everything(seed:int=42, # the seed for python, numpy and torch (all devices)
                     deterministic:bool=False # also force deterministic torch kernels (slower)
                    ) -> int:
-    "Seed every random number generator the course uses; returns `seed`."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    "fastai's `set_seed` (python, numpy, torch), optionally with deterministic kernels; returns `seed`."
+    import torch
+    from fastai.torch_core import set_seed
+    set_seed(seed, reproducible=deterministic)        # reproducible: cudnn.deterministic, no cudnn.benchmark
     if deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return seed
 
 # %% ../nbs/00_core.ipynb #a63a4672
+def _cuda():
+    "torch.cuda when torch is already imported and CUDA is available (nothing to time or measure on it otherwise)."
+    t = sys.modules.get('torch')
+    return t.cuda if t is not None and t.cuda.is_available() else None
+
 def _sync(device=None):
-    if torch.cuda.is_available(): torch.cuda.synchronize()
+    if (cuda := _cuda()) is not None: cuda.synchronize()
 
 class Timer:
     "Context manager measuring wall seconds; CUDA is synchronised on entry and exit."
@@ -103,12 +108,12 @@ class PeakMemory:
         while not self._stop.wait(self.interval): self.rss_mb = max(self.rss_mb, rss_mb())
     def __enter__(self):
         self.cuda_mb, self.rss_mb = float('nan'), rss_mb()
-        if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
+        if (cuda := _cuda()) is not None: cuda.reset_peak_memory_stats()
         self._stop = threading.Event(); self._t = threading.Thread(target=self._poll, daemon=True); self._t.start()
         return self
     def __exit__(self, *exc):
         self._stop.set(); self._t.join(); self.rss_mb = max(self.rss_mb, rss_mb())
-        if torch.cuda.is_available(): self.cuda_mb = torch.cuda.max_memory_allocated() / 2**20
+        if (cuda := _cuda()) is not None: self.cuda_mb = cuda.max_memory_allocated() / 2**20
     @property
     def peak_mb(self) -> float:
         "The number to report: peak CUDA memory on GPU, else peak process RSS."
@@ -120,18 +125,23 @@ def count_params(model:nn.Module, trainable:bool=False # count only parameters w
     "Number of parameters (elements) in `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
-def git_commit(path:str|Path|None=None) -> str|None:
-    "Short commit hash of the git checkout holding `path` (default: this package), or None."
-    path = Path(path or Path(__file__).parent if '__file__' in globals() else '.')
+def git_commit(path:str|Path|None=None # a folder of the package (default: where `dlcourse` is installed)
+              ) -> str|None:
+    "Short commit of the git checkout that *tracks* the package at `path`, else None (e.g. pip-installed into someone else's repo)."
+    import dlcourse
+    path = Path(path) if path is not None else Path(dlcourse.__file__).parent
+    def git(*args):
+        return subprocess.run(['git', *args], cwd=path, capture_output=True, text=True, timeout=5)
     try:
-        out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=path, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        if git('ls-files', '--error-unmatch', 'core.py').returncode != 0: return None   # not this package's own repo
+        out = git('rev-parse', '--short', 'HEAD')
+        return (out.stdout.strip() or None) if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
 
 def env_record(device:str|torch.device|None=None) -> dict:
-    "Where and with what a result was measured: device, its name, torch/fastai/python versions, commit, date."
-    import fastai
+    "Where and with what a result was measured: device, its name, dlcourse/torch/fastai/python versions, commit, date."
+    import torch, fastai, dlcourse
     d = default_device(device)
-    return dict(device=d.type, device_name=device_name(d), torch=torch.__version__, fastai=fastai.__version__,
-                python=platform.python_version(), commit=git_commit(),
+    return dict(device=d.type, device_name=device_name(d), dlcourse=dlcourse.__version__, torch=torch.__version__,
+                fastai=fastai.__version__, python=platform.python_version(), commit=git_commit(),
                 date=time.strftime('%Y-%m-%d %H:%M', time.gmtime()))
