@@ -4,25 +4,15 @@
 
 # %% ../nbs/09_cli.ipynb #b4c11f1e
 from __future__ import annotations
-import sys, argparse, importlib, pkgutil, warnings
+import sys, argparse, time
 from pathlib import Path
-import dlcourse
-from .core import *
-from .data import DATASETS, fetch, DownloadError, data_dir
-from .train import EXPERIMENTS, run_experiment
+from .core import SCALES, get_scale
+from .experiments import EXPERIMENTS, describe_data
 
 # %% auto #0
-__all__ = ['load_experiments', 'main']
+__all__ = ['main']
 
 # %% ../nbs/09_cli.ipynb #27dd0497
-def load_experiments() -> dict:
-    "Import every module of the package so that all `@experiment`s are registered; returns `EXPERIMENTS`."
-    for m in pkgutil.iter_modules(dlcourse.__path__):
-        if m.name.startswith('_') or m.name == 'cli': continue
-        try: importlib.import_module(f'dlcourse.{m.name}')
-        except ImportError as e: warnings.warn(f"dlcourse.{m.name} could not be imported ({e}); its experiments are not listed")
-    return EXPERIMENTS
-
 class _Parser(argparse.ArgumentParser):
     "An ArgumentParser whose errors are one line and exit status 2."
     def error(self, message): raise _UsageError(message)
@@ -49,17 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 def _table(df) -> str:
-    cols = [c for c in ('name', 'seed', 'epochs', 'initial_loss', 'train_acc', 'valid_acc', 'test_acc', 'seconds', 'peak_mb', 'params', 'status')
-            if c in df.columns]
-    return df[cols or df.columns].to_string(index=False, float_format=lambda v: f'{v:.4f}')
+    "The rows as a readable table: which run, its results, its cost."
+    from dlcourse.train import id_columns, result_columns
+    cols = id_columns(df) + ['seed', 'epochs', 'initial_loss'] + result_columns(df) + ['seconds', 'peak_mb', 'params']
+    cols = [c for c in dict.fromkeys(cols) if c in df.columns and not df[c].isna().all()]
+    return df[cols].to_string(index=False, float_format=lambda v: f'{v:.4f}')
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `dlcourse` command; returns the exit status."
+    from dlcourse.data import DATASETS, fetch, DownloadError, data_dir
     try:
         a = _parser().parse_args(argv)
         if a.cmd == 'list':
-            for n, e in sorted(load_experiments().items()):
-                print(f"{n:<24} {e.help}" + (f"  [datasets: {', '.join(e.datasets)}]" if e.datasets else ''))
+            for n, e in EXPERIMENTS.items(): print(f"{n:<20} {e.chapter:<16} {e.help}  [datasets: {', '.join(e.datasets)}]")
         elif a.cmd == 'datasets':
             for n, i in sorted(DATASETS.items()): print(f"{n:<18} {i.description}")
             print(f"\ncache: {data_dir()}  (set DLCOURSE_DATA to change it)")
@@ -67,16 +59,21 @@ def main(argv:list[str]|None=None) -> int:
             if a.dataset not in DATASETS: raise _UsageError(f"unknown dataset {a.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
             for fn, p in fetch(a.dataset).items(): print(f"{fn}: {p}")
         else:
-            exps = load_experiments()
-            if a.experiment not in exps: raise _UsageError(f"unknown experiment {a.experiment!r}; valid: {', '.join(sorted(exps))}")
-            ex = exps[a.experiment]
-            if a.dataset is not None and ex.datasets and a.dataset not in ex.datasets:
-                raise _UsageError(f"dataset {a.dataset!r} is not valid for {a.experiment}; valid: {', '.join(ex.datasets)}")
+            if a.experiment not in EXPERIMENTS: raise _UsageError(f"unknown experiment {a.experiment!r}; valid: {', '.join(EXPERIMENTS)}")
+            ex = EXPERIMENTS[a.experiment]
+            dataset = a.dataset or ex.datasets[0]
+            if dataset not in ex.datasets:
+                raise _UsageError(f"dataset {dataset!r} is not valid for {a.experiment}; valid: {', '.join(ex.datasets)}")
+            scale = get_scale(a.scale)
+            from dlcourse.core import env_record
+            from dlcourse.train import run_experiment
             env = env_record()
-            print(f"dlcourse run {a.experiment}: {env['device_name']}, torch {env['torch']}, fastai {env['fastai']}", flush=True)
-            with Timer() as t: df = run_experiment(a.experiment, a.dataset, a.epochs, a.out, a.scale, a.seed)
+            print(f"dlcourse run {a.experiment} ({ex.chapter}): {env['device_name']}, torch {env['torch']}, fastai {env['fastai']}", flush=True)
+            print(f"data: {describe_data(dataset, scale)}", flush=True)
+            t0 = time.perf_counter()
+            df = run_experiment(a.experiment, dataset, a.epochs, a.out, scale, a.seed)
             print(_table(df))
-            print(f"total {t.seconds:.1f}s" + (f"; results and plots in {a.out}" if a.out else ''))
+            print(f"total {time.perf_counter() - t0:.1f}s" + (f"; results and plots in {a.out}" if a.out else ''))
         return 0
     except _UsageError as e:
         print(f"dlcourse: error: {e}", file=sys.stderr); return 2
