@@ -10,13 +10,12 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from fastai.data.core import DataLoaders
-from fastai.callback.core import Callback
 from .core import *
 
 # %% auto #0
-__all__ = ['tokenize', 'Vocab', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData', 'load_text_clf', 'LMLoader',
-           'ResetState', 'lm_dls']
+__all__ = ['tokenize', 'Vocab', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData', 'load_text_clf', 'LMLoader', 'lm_dls']
 
 # %% ../nbs/03_text.ipynb #ad092468
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", re.I)
@@ -66,16 +65,14 @@ class Vocab:
         return [self.itos[int(i)] for i in ids]
 
 # %% ../nbs/03_text.ipynb #41097feb
-def pad_batch(seqs:Sequence[Sequence[int]], # token-id sequences
+def pad_batch(seqs:Sequence[Sequence[int]], # token-id sequences (lists, tuples, arrays or 1-D tensors)
               pad_idx:int=0, # the padding id
               max_len:int|None=None # truncate longer sequences (keeping their start)
              ) -> tuple[Tensor, Tensor]:
-    "Right-pad `seqs` into `(ids (bs, L), lengths (bs,))`; an empty sequence gets length 1 (one pad token)."
-    seqs = [list(s[:max_len] if max_len else s) or [pad_idx] for s in seqs]
-    lengths = torch.tensor([len(s) for s in seqs])
-    ids = torch.full((len(seqs), int(lengths.max())), pad_idx, dtype=torch.long)
-    for i, s in enumerate(seqs): ids[i, :len(s)] = torch.as_tensor(s)
-    return ids, lengths
+    "Right-pad `seqs` into `(ids (bs, L), lengths (bs,))` with `pad_sequence`; an empty sequence gets length 1 (one pad token)."
+    ts = [torch.as_tensor(s[:max_len] if max_len else s, dtype=torch.long).reshape(-1) for s in seqs]
+    ts = [t if len(t) else torch.tensor([pad_idx]) for t in ts]
+    return pad_sequence(ts, batch_first=True, padding_value=pad_idx), torch.tensor([len(t) for t in ts])
 
 # %% ../nbs/03_text.ipynb #376397d9
 class TextClfLoader:
@@ -89,26 +86,36 @@ class TextClfLoader:
                  max_len:int|None=None, # truncate texts to this many tokens
                  drop_last:bool=False, # drop the last incomplete batch
                  device=None, # where batches go
-                 seed:int|None=None): # seed for the shuffling
+                 seed:int|None=None): # seed of the shuffling: epoch e draws from (seed, e); None: from torch's global RNG
         self.seqs, self.labels = list(seqs), torch.as_tensor(labels, dtype=torch.long)
-        self.bs, self.shuffle, self.pad_idx, self.max_len, self.drop_last, self.seed = bs, shuffle, pad_idx, max_len, drop_last, seed
+        self.bs, self.shuffle, self.pad_idx, self.max_len, self.drop_last = bs, shuffle, pad_idx, max_len, drop_last
         self.lens = np.array([min(len(s), max_len or len(s)) for s in self.seqs])
-        self.device = default_device(device); self.dataset = self; self._epoch = 0
+        self.device = default_device(device); self.dataset = self
+        self.set_seed(seed)
     @property
     def n(self) -> int: return len(self.seqs)
     def __len__(self): return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
     def to(self, device): self.device = torch.device(device); return self
+    def set_seed(self, seed:int|None # the new seed (None: draw one from torch's global RNG every epoch)
+                ):
+        "Store `seed` and restart the epoch count, so the next epoch is the first epoch of `seed`."
+        self.seed, self._epoch = seed, 0
+    def _rng(self) -> np.random.Generator:
+        "The generator of the next shuffled epoch (and count the epoch)."
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))
+        rng = np.random.default_rng([seed, self._epoch]); self._epoch += 1
+        return rng
     def new(self, **kwargs):
-        "A copy with some arguments changed."
+        "A copy with some arguments changed (the seed is copied unless given)."
         kw = dict(bs=self.bs, shuffle=self.shuffle, pad_idx=self.pad_idx, max_len=self.max_len, drop_last=self.drop_last, device=self.device, seed=self.seed)
         kw.update({k: v for k, v in kwargs.items() if k in kw})
         return TextClfLoader(self.seqs, self.labels, **kw)
     def batches(self) -> list[np.ndarray]:
-        "The index batches of one epoch."
+        "The index batches of one epoch (a shuffled loader moves on to its next epoch)."
         if not self.shuffle:
             idx = np.argsort(-self.lens, kind='stable')
         else:
-            rng = np.random.default_rng(None if self.seed is None else self.seed + self._epoch); self._epoch += 1
+            rng = self._rng()
             idx = rng.permutation(self.n)
             chunk = self.bs * 50                                   # sort by length inside big random chunks
             idx = np.concatenate([c[np.argsort(-self.lens[c], kind='stable')] for c in np.split(idx, range(chunk, self.n, chunk))])
@@ -133,14 +140,14 @@ def text_clf_dls(train:tuple, # (texts, labels) for training
                  max_vocab:int|None=None, # vocabulary: maximum size
                  max_len:int|None=None, # truncate texts to this many tokens
                  device=None, # where batches go
-                 seed:int=0 # shuffling seed
+                 seed:int|None=0 # shuffling seed of the training loader (`dlcourse.train.run` re-seeds it per run)
                 ) -> DataLoaders:
     "fastai `DataLoaders` of `TextClfLoader`s, with `dls.vocab`, `dls.c`, `dls.test` and `dls.train_eval`."
     toks = [tokenizer(t) for t in train[0]]
     vocab = vocab or Vocab.build(toks, min_freq=min_freq, max_size=max_vocab)
     enc = lambda texts: [vocab.encode(tokenizer(t)) for t in texts]
-    kw = dict(pad_idx=vocab.pad_idx or 0, max_len=max_len, device=device)
-    tr = TextClfLoader([vocab.encode(t) for t in toks], train[1], bs=bs, shuffle=True, seed=seed, **kw)
+    kw = dict(pad_idx=vocab.pad_idx or 0, max_len=max_len, device=device, seed=seed)
+    tr = TextClfLoader([vocab.encode(t) for t in toks], train[1], bs=bs, shuffle=True, **kw)
     dls = DataLoaders(tr, TextClfLoader(enc(valid[0]), valid[1], bs=2 * bs, **kw), device=tr.device)
     dls.test = TextClfLoader(enc(test[0]), test[1], bs=2 * bs, **kw) if test is not None else None
     dls.train_eval = tr.new(shuffle=False, bs=2 * bs)
@@ -206,7 +213,8 @@ class LMLoader:
                  bs:int=32, # parallel streams
                  bptt:int=70, # tokens per batch row
                  device=None, # where batches go
-                 shuffle:bool=False): # ignored (the order must be kept); accepted for fastai's `new(shuffle=...)`
+                 shuffle:bool=False, # ignored (the order must be kept); accepted for fastai's `new(shuffle=...)`
+                 seed:int|None=None): # kept for the loader seed protocol; the batches use no randomness
         ids = torch.as_tensor(ids, dtype=torch.long)
         self.bs, self.bptt = bs, bptt
         n = (len(ids) - 1) // bs
@@ -214,20 +222,22 @@ class LMLoader:
         self.src = ids[:n * bs + 1]
         self.x = ids[:n * bs].view(bs, n); self.y = ids[1:n * bs + 1].view(bs, n)       # (bs, n): row i is a contiguous stream
         self.device = default_device(device); self.dataset = self
+        self.set_seed(seed)
     @property
     def n(self) -> int: return self.x.numel()
     def __len__(self): return -(-self.x.shape[1] // self.bptt)
     def to(self, device): self.device = torch.device(device); return self
-    def new(self, **kwargs): return LMLoader(self.src, bs=kwargs.get('bs', self.bs), bptt=kwargs.get('bptt', self.bptt), device=self.device)
+    def set_seed(self, seed:int|None):
+        "Store `seed` and restart the epoch count (the loader seed protocol; every epoch is the same here)."
+        self.seed, self._epoch = seed, 0
+    def new(self, **kwargs):
+        "A copy with `bs`/`bptt`/`seed` changed (the seed is copied unless given)."
+        return LMLoader(self.src, bs=kwargs.get('bs', self.bs), bptt=kwargs.get('bptt', self.bptt), device=self.device,
+                        seed=kwargs.get('seed', self.seed))
     def __iter__(self):
         for i in range(0, self.x.shape[1], self.bptt):
             yield self.x[:, i:i + self.bptt].to(self.device), self.y[:, i:i + self.bptt].to(self.device)
     def one_batch(self): return next(iter(self))
-
-class ResetState(Callback):
-    "Calls `model.reset()` before every training and validation pass, so a stateful LM starts each stream afresh."
-    def before_train(self): getattr(self.model, 'reset', lambda: None)()
-    def before_validate(self): getattr(self.model, 'reset', lambda: None)()
 
 def lm_dls(train_ids, valid_ids, test_ids=None, bs:int=32, bptt:int=70, device=None) -> DataLoaders:
     "fastai `DataLoaders` of `LMLoader`s (valid/test use the same `bs` so hidden states line up); `dls.test` when given."
