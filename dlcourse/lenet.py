@@ -4,70 +4,26 @@
 
 # %% ../nbs/10_lenet.ipynb #61facd16
 from __future__ import annotations
-import math
+import math, tempfile
 from functools import partial
 from typing import Callable
-from dataclasses import dataclass
-from contextlib import contextmanager
-import tempfile
+from dataclasses import dataclass, replace
 import numpy as np, pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
 from .core import *
 from .data import *
+from .images import *
+from .layers import *
 from .train import *
+from .experiments import *
 
 # %% auto #0
-__all__ = ['ACTS', 'POOLS', 'lenet_bn', 'lenet_dp', 'lenet_bndp', 'super_lenet', 'LENETS', 'SPSA_HYP', 'REPORT_EPOCHS',
-           'REPORT_LENET_CIFAR10', 'get_act', 'layer_block', 'init_kaiming_', 'LeNet', 'tiny_imagenet', 'LeNetHyp',
-           'resize_images', 'lenet_study', 'torch_threads', 'lenet_digits', 'SPSA', 'SPSACallback', 'optimizer_study',
-           'spsa_digits', 'shrink', 'lenet_cifar10', 'lenet_tinyimagenet']
-
-# %% ../nbs/10_lenet.ipynb #44848888
-ACTS = dict(tanh=nn.Tanh, relu=nn.ReLU, leaky=partial(nn.LeakyReLU, 0.01), gelu=nn.GELU, sigmoid=nn.Sigmoid,
-            none=None)
-
-def get_act(act:str|Callable|None # a name in `ACTS`, an `nn.Module` class/factory, or None
-           ) -> nn.Module|None:
-    "An activation module from its name in `ACTS` (or from a class/factory); None for no activation."
-    if act is None: return None
-    if isinstance(act, str):
-        if act not in ACTS: raise ValueError(f"Unknown activation {act!r}; valid: {', '.join(ACTS)}")
-        act = ACTS[act]
-        return act() if act is not None else None
-    return act()
-
-# %% ../nbs/10_lenet.ipynb #151229ff
-POOLS = dict(avg=nn.AvgPool2d, max=nn.MaxPool2d)
-
-def layer_block(ni:int, # input channels (conv) or features (linear)
-                nf:int, # output channels or features
-                ks:int|None=None, # conv kernel size; None makes a linear layer
-                stride:int=1, # conv stride
-                padding:int=0, # conv padding
-                act:str|Callable|None='tanh', # activation (see `ACTS`)
-                norm:bool=False, # add BatchNorm (2d after a conv, 1d after a linear layer)
-                norm_first:bool=False, # BatchNorm before the activation (ResNet) instead of after it (the report's LeNets)
-                p:float=0., # dropout probability (0: no dropout layer)
-                spatial:bool=False, # `Dropout2d` (whole channels) instead of element-wise dropout
-                pool:str|None=None, # 'avg' or 'max' 2x2 pooling at the end of the block
-                bias:bool|None=None # layer bias; default: no bias when BatchNorm directly follows the layer
-               ) -> nn.Sequential:
-    "Conv (or linear) → activation → BatchNorm → dropout → pooling, with each part optional."
-    conv = ks is not None
-    if bias is None: bias = not (norm and norm_first)
-    layers = [nn.Conv2d(ni, nf, ks, stride=stride, padding=padding, bias=bias) if conv else nn.Linear(ni, nf, bias=bias)]
-    bn = (nn.BatchNorm2d if conv else nn.BatchNorm1d)(nf) if norm else None
-    a = get_act(act)
-    for m in ([bn, a] if norm_first else [a, bn]):
-        if m is not None: layers.append(m)
-    if p: layers.append(nn.Dropout2d(p) if spatial and conv else nn.Dropout(p))
-    if pool is not None:
-        if pool not in POOLS: raise ValueError(f"Unknown pooling {pool!r}; valid: {', '.join(POOLS)}")
-        layers.append(POOLS[pool](2))
-    return nn.Sequential(*layers)
+__all__ = ['lenet_bn', 'lenet_dp', 'lenet_bndp', 'super_lenet', 'LENETS', 'LENET_PRESETS', 'LENET_TINY_PRESETS',
+           'LENET_DIGITS_PRESETS', 'SPSA_PRESETS', 'REPORT_LENET_CIFAR10', 'init_kaiming_', 'LeNet', 'tiny_imagenet',
+           'LeNetCfg', 'adapt', 'lenet_study', 'lenet_digits', 'SPSA', 'SPSACallback', 'SPSACfg', 'optimizer_study',
+           'spsa_digits', 'lenet_cifar10', 'lenet_tinyimagenet']
 
 # %% ../nbs/10_lenet.ipynb #7bcbb310
 def init_kaiming_(model:nn.Module, # any model; its Conv/Linear layers are re-initialised in place
@@ -94,7 +50,7 @@ class LeNet(nn.Module):
     def __init__(self,
                  n_in:int=3, # input channels
                  n_classes:int=10, # number of classes
-                 img_size:int=32, # input height (= width)
+                 img_size:int=32, # height (= width) the conv blocks see
                  act:str|Callable='tanh', # activation of every layer (see `ACTS`)
                  norm:bool=False, # BatchNorm after each activation (LeNetBN)
                  p_in:float=0., # dropout on the input image
@@ -104,16 +60,18 @@ class LeNet(nn.Module):
                  hidden:tuple=(120, 84), # hidden linear widths
                  ks:int=5, # conv kernel size
                  pool:str='avg', # 2x2 pooling: 'avg' (the report) or 'max'
-                 init:Callable|None=None # applied to the finished model, e.g. `init_kaiming_`
+                 init:Callable|None=None, # applied to the finished model, e.g. `init_kaiming_`
+                 resize:bool=False # bilinearly resize every input to `img_size` first (no parameters; e.g. the 12x12 digits)
                 ):
         super().__init__()
         p_conv, p_fc = _per_layer(p_conv, len(widths), 'p_conv'), _per_layer(p_fc, len(hidden), 'p_fc')
         s = img_size
         for _ in widths: s = (s - ks + 1) // 2
         if s < 1: raise ValueError(f"img_size={img_size} is too small for {len(widths)} conv blocks with kernel {ks}: "
-                                   f"resize or pad the images to at least {_min_size(len(widths), ks)} pixels")
+                                   f"use resize=True with img_size of at least {_min_size(len(widths), ks)} pixels")
         chans, dims = (n_in, *widths), (widths[-1] * s * s, *hidden)
         blk = partial(layer_block, act=act, norm=norm)
+        self.resize = nn.Upsample(size=(img_size, img_size), mode='bilinear', align_corners=False) if resize else nn.Identity()
         self.features = nn.Sequential(*([nn.Dropout(p_in)] if p_in else []),
             *[blk(ni, nf, ks=ks, p=p, pool=pool) for ni, nf, p in zip(chans[:-1], chans[1:], p_conv)])
         self.head = nn.Sequential(nn.Flatten(), *[blk(ni, nf, p=p) for ni, nf, p in zip(dims[:-1], dims[1:], p_fc)],
@@ -121,7 +79,8 @@ class LeNet(nn.Module):
         self.feat_shape = (widths[-1], s, s)
         if init is not None: init(self)
 
-    def forward(self, x):    # (bs, n_in, img_size, img_size)
+    def forward(self, x):    # (bs, n_in, h, w); h = w = img_size unless resize
+        x = self.resize(x)   # (bs, n_in, img_size, img_size)
         x = self.features(x) # (bs, 16, 5, 5) for 32x32 input, (bs, 16, 13, 13) for 64x64
         return self.head(x)  # (bs, n_classes)
 
@@ -143,73 +102,65 @@ def tiny_imagenet(model_fn:Callable # a LeNet factory, e.g. `lenet_bn`
     return partial(model_fn, img_size=64, n_classes=200)
 
 # %% ../nbs/10_lenet.ipynb #70cddf95
-@dataclass
-class LeNetHyp:
-    "Training settings shared by every LeNet study; override any field, e.g. `LeNetHyp(bs=256)`."
-    bs:int = 128 # batch size (the report does not state one; 128 is the usual CIFAR-10 choice)
-    lr:float = 3e-3 # peak learning rate of the one-cycle schedule
-    opt:str = 'adam' # optimiser name in `OPTIMIZERS`; the report uses Adam
-    l2:float = 5e-4 # L2 coefficient of the 'LeNet+L2' variant (coupled weight decay)
-    augment:str|None = None # training augmentation (see `AUGMENTS`); the report's LeNets use none
-
 LENETS = {'LeNet': LeNet, 'LeNetBN': lenet_bn, 'LeNetDp': lenet_dp, 'LeNet+L2': LeNet,
           'LeNetBNDp': lenet_bndp, 'SuperLeNet': super_lenet}
 
-# %% ../nbs/10_lenet.ipynb #13110af8
-def resize_images(data:ImageData, # uint8 image splits from `load_images`
-                  size:int=32 # new height = width
-                 ) -> ImageData:
-    "Bilinearly resize every split of `data` to `size`x`size` (uint8 in, uint8 out)."
-    def rs(split):
-        if split is None: return None
-        x, y = split
-        x = F.interpolate(x.float(), size=(size, size), mode='bilinear', align_corners=False)
-        return x.round().clamp(0, 255).to(torch.uint8), y
-    return ImageData(rs(data.train), rs(data.valid), rs(data.test), data.classes)
+@dataclass(frozen=True)
+class LeNetCfg:
+    "Hyperparameters of a LeNet comparison; override with `dataclasses.replace` or `preset(..., field=value)`."
+    variants: tuple = tuple(LENETS) # names in `LENETS`, trained in this order
+    epochs: int = 200               # the report's 200 epochs on CIFAR-10 (100 on TinyImageNet)
+    bs: int = 128                   # the report does not state one; 128 is the usual CIFAR-10 choice
+    lr: float = 3e-3                # peak one-cycle learning rate, Adam's usual 1e-3..3e-3
+    opt: str = 'adam'               # the report uses Adam
+    l2: float = 5e-4                # L2 coefficient of 'LeNet+L2' (Adam's coupled weight decay, as in the report)
+    augment: str = 'none'           # the report's LeNets use no augmentation (see `AUGMENTS`)
+    img_size: int|None = None       # pixels the conv blocks see; None: the data's (digits: 32, resized inside the model)
+    n_seeds: int = 1                # runs per variant, seeds `seed, seed+1, ...`
+
+LENET_PRESETS = {'smoke': LeNetCfg(epochs=2, bs=64),   # a generated fixture of 900 images: seconds per model
+                 'full': LeNetCfg()}                   # CIFAR-10 as in the report's Table 1
+LENET_TINY_PRESETS = {'smoke': LENET_PRESETS['smoke'], 'full': LeNetCfg(epochs=100)}   # the report's Table 2: 100 epochs
+LENET_DIGITS_PRESETS = {'smoke': LeNetCfg(variants=('LeNet', 'LeNet+L2', 'SuperLeNet'), # every code path (plain, weight decay,
+                                  epochs=1, bs=64, img_size=32),                    # BatchNorm + Kaiming init), one epoch
+                        'full': LeNetCfg(epochs=12, bs=64, img_size=32, n_seeds=3)} # 12 epochs flatten the curves; 3 seeds to rank
+
+def adapt(model_fn:Callable, # a LeNet factory, e.g. `lenet_bn`
+          data:ImageData, # the images it will see
+          img_size:int|None=None # pixels the conv blocks see; None: the data's, else inputs are resized inside the model
+         ) -> Callable:
+    "`model_fn` with the data's channels and classes, and its image size (resizing inside the model if `img_size` differs)."
+    n_in, s = data.train[0].shape[1], data.train[0].shape[-1]
+    size = img_size or s
+    return partial(model_fn, n_in=n_in, n_classes=len(data.classes), img_size=size, resize=size != s)
 
 # %% ../nbs/10_lenet.ipynb #b88a3c06
 def lenet_study(data:ImageData, # image splits (uint8), e.g. from `load_images`
-                epochs:int=10, # epochs per model
-                names:tuple|None=None, # variants to train (keys of `LENETS`); default: all six
-                hyp:LeNetHyp|None=None, # training settings
-                seeds:tuple=(0,), # one run per seed
-                dataset:str='' # label for the `dataset` column
+                cfg:LeNetCfg=LeNetCfg(), # what to train and how
+                seed:int=0, # seed of the first run (then seed+1, ... for `cfg.n_seeds`)
+                device=None # training device (default: `default_device()`)
                ) -> pd.DataFrame:
-    "Train LeNet variants on `data`; one row per run (accuracies, losses, initial loss, seconds, memory, parameters)."
-    hyp, names = hyp or LeNetHyp(), names or tuple(LENETS)
-    bad = [n for n in names if n not in LENETS]
+    "Train the LeNet variants `cfg.variants` on `data`; one row per run (accuracies, losses, initial loss, seconds, memory, parameters)."
+    bad = [n for n in cfg.variants if n not in LENETS]
     if bad: raise ValueError(f"Unknown LeNet variant(s) {bad}; valid: {', '.join(LENETS)}")
-    x = data.train[0]
-    shape = dict(n_in=x.shape[1], img_size=x.shape[-1], n_classes=len(data.classes))
-    dls = image_dls(data, bs=hyp.bs, augment=hyp.augment)
-    df = compare({n: partial(LENETS[n], **shape) for n in names}, dls, epochs=epochs, seeds=seeds, lr=hyp.lr,
-                 opt=hyp.opt, path=tempfile.gettempdir(), quiet=True, per_variant={'LeNet+L2': dict(wd=hyp.l2)})
-    df.insert(1, 'dataset', dataset)
-    return df
+    dls = image_dls(data, bs=cfg.bs, augment=cfg.augment, device=device, seed=seed)
+    variants = {n: Variant(adapt(LENETS[n], data, cfg.img_size), **(dict(wd=cfg.l2) if n == 'LeNet+L2' else {}))
+                for n in cfg.variants}
+    return compare(variants, dls, epochs=cfg.epochs, seeds=tuple(range(seed, seed + cfg.n_seeds)), lr=cfg.lr, opt=cfg.opt, quiet=True)
 
 # %% ../nbs/10_lenet.ipynb #e7315021
-@contextmanager
-def torch_threads(n:int|None=1 # intra-op threads for the block; None leaves the setting alone
-                 ):
-    "Run a block with `n` torch CPU threads, restoring the previous number afterwards."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
-@experiment('lenet-digits', help='The six LeNet variants on sklearn digits (upsampled to 32x32); about a minute on a 2-core CPU',
-            datasets=('digits',), epochs=12)
-def lenet_digits(dataset:str='digits', # only 'digits'
-                 epochs:int=12, # epochs per model
-                 scale:str='smoke', # 'full' runs three seeds per model
+@experiment('lenet-digits')
+def lenet_digits(dataset:str='digits', # only 'digits' (embedded: the same data at both scales)
+                 epochs:int|None=None, # epochs per model (default: the preset's)
+                 scale:str|None=None, # 'smoke' (one epoch, one seed) or 'full' (12 epochs, three seeds)
                  seed:int=0, # seed of the split and of the first run
-                 threads:int|None=1 # torch CPU threads (tiny models gain little from more, and lose a lot on a busy machine)
+                 cfg:LeNetCfg|None=None, # explicit settings (default: `LENET_DIGITS_PRESETS[scale]`)
+                 info=None, cache=None, # unused: the digits are embedded
+                 device=None # training device
                 ) -> pd.DataFrame:
     "Compare the six LeNet variants on the embedded digits data."
-    data = resize_images(load_images(dataset, seed=seed))
-    seeds = (seed,) if get_scale(scale) == 'smoke' else (seed, seed + 1, seed + 2)
-    with torch_threads(threads if default_device().type == 'cpu' else None):
-        return lenet_study(data, epochs=epochs, hyp=LeNetHyp(bs=64), seeds=seeds, dataset='digits (sklearn, 32x32)')
+    c = preset(LENET_DIGITS_PRESETS, scale, cfg, epochs=epochs)
+    return lenet_study(load_images(dataset, seed=seed), c, seed=seed, device=device)
 
 # %% ../nbs/10_lenet.ipynb #277fe7b4
 def _rng_state(ps):
@@ -266,8 +217,10 @@ class SPSA(torch.optim.Optimizer):
 # %% ../nbs/10_lenet.ipynb #2ecdc503
 class SPSACallback(Callback):
     "Train a fastai `Learner` with `SPSA`: each training batch makes one SPSA step instead of backward + optimiser step."
-    def __init__(self, **spsa_kw): self.spsa_kw = spsa_kw  # passed to `SPSA`
-    def before_fit(self): self.opt_ = SPSA([p for p in self.learn.model.parameters() if p.requires_grad], **self.spsa_kw)
+    def __init__(self, **spsa_kw): self.spsa_kw = spsa_kw  # passed to `SPSA`; without `seed`, it is drawn from torch's RNG (seeded by `run`)
+    def before_fit(self):
+        kw = {'seed': int(torch.randint(0, 2**31 - 1, ()).item()), **self.spsa_kw}
+        self.opt_ = SPSA([p for p in self.learn.model.parameters() if p.requires_grad], **kw)
     def before_backward(self):
         model, lf, xb, yb = self.learn.model, self.learn.loss_func, self.learn.xb, self.learn.yb
         self.opt_.step(lambda: lf(model(*xb), *yb))
@@ -275,88 +228,84 @@ class SPSACallback(Callback):
     def before_step(self): raise CancelStepException
 
 # %% ../nbs/10_lenet.ipynb #6bd6b013
-SPSA_HYP = dict(a=0.05, c=0.02, A=20, alpha=0.602, gamma=0.101, n_perturb=1)  # found by a short sweep of a on digits: 0.2 diverges, 0.02 barely moves
+@dataclass(frozen=True)
+class SPSACfg:
+    "Hyperparameters of the SPSA-vs-backprop comparison."
+    epochs: int = 8        # passes over the 1,200 training digits; SGD and Adam have flattened by then
+    bs: int = 64           # batch size: about 19 steps per epoch
+    a: float = 0.05        # SPSA step-size scale; a short sweep on digits: 0.2 diverges, 0.02 barely moves
+    c: float = 0.02        # SPSA perturbation scale
+    A: float = 20.         # SPSA stability constant, about 10% of the steps of the full run
+    alpha: float = 0.602   # step-size decay exponent: Spall's practical choice
+    gamma: float = 0.101   # perturbation decay exponent: Spall's practical choice
+    n_perturb: int = 1     # perturbations averaged per step (two forward passes each)
+    sgd_lr: float = 0.05   # peak one-cycle learning rate of SGD (momentum 0.9)
+    adam_lr: float = 3e-3  # peak one-cycle learning rate of Adam
+    img_size: int = 32     # the digits are resized to 32x32 inside LeNet, as in the LeNet study
+    n_seeds: int = 1       # runs per optimiser, seeds `seed, seed+1, ...`
+
+SPSA_PRESETS = {'smoke': SPSACfg(epochs=1), 'full': SPSACfg(n_seeds=3)}
 
 def optimizer_study(data:ImageData, # image splits
-                    epochs:int=8, # epochs per optimiser
-                    model_fn:Callable=LeNet, # the network (adapted to the data's shape)
-                    spsa:dict|None=None, # `SPSA` arguments (default `SPSA_HYP`)
-                    sgd_lr:float=0.05, # peak one-cycle learning rate of SGD (momentum 0.9)
-                    adam_lr:float=3e-3, # peak one-cycle learning rate of Adam
-                    bs:int=64, # batch size
-                    seeds:tuple=(0,) # one run per seed
+                    cfg:SPSACfg=SPSACfg(), # the settings
+                    model_fn:Callable=LeNet, # a LeNet factory (adapted to the data's shape)
+                    seed:int=0, # seed of the first run
+                    device=None # training device
                    ) -> pd.DataFrame:
     "Train `model_fn` with SPSA, SGD and Adam on the same data; one row per run."
-    spsa = {**SPSA_HYP, **(spsa or {})}
-    x = data.train[0]
-    fn = partial(model_fn, n_in=x.shape[1], img_size=x.shape[-1], n_classes=len(data.classes))
-    dls = image_dls(data, bs=bs, augment=None)
-    per = {'SPSA': dict(opt='sgd', one_cycle=False, cbs=[SPSACallback(**spsa)]), 'SGD': dict(opt='sgd'), 'Adam': dict(opt='adam')}
-    df = compare({k: fn for k in per}, dls, epochs=epochs, seeds=seeds, lr=dict(SPSA=0., SGD=sgd_lr, Adam=adam_lr),
-                 path=tempfile.gettempdir(), quiet=True, per_variant=per)
-    df['opt'] = df.name.str.lower()
-    df['forward_per_step'] = np.where(df.name == 'SPSA', 1 + 2 * spsa['n_perturb'], 1)
-    df['backward_per_step'] = np.where(df.name == 'SPSA', 0, 1)
-    return df
+    c = cfg
+    fn = adapt(model_fn, data, c.img_size)
+    spsa = dict(a=c.a, c=c.c, A=c.A, alpha=c.alpha, gamma=c.gamma, n_perturb=c.n_perturb)
+    steps = lambda fwd, bwd: dict(forward_per_step=fwd, backward_per_step=bwd)
+    variants = {'SPSA': Variant(fn, cbs=lambda: [SPSACallback(**spsa)], cols=steps(1 + 2 * c.n_perturb, 0), opt='sgd', lr=0., one_cycle=False),
+                'SGD': Variant(fn, cols=steps(1, 1), opt='sgd', lr=c.sgd_lr),
+                'Adam': Variant(fn, cols=steps(1, 1), opt='adam', lr=c.adam_lr)}
+    dls = image_dls(data, bs=c.bs, augment='none', device=device, seed=seed)
+    return compare(variants, dls, epochs=c.epochs, seeds=tuple(range(seed, seed + c.n_seeds)), quiet=True)
 
-# %% ../nbs/10_lenet.ipynb #f39684a1
-@experiment('spsa-digits', help='SPSA (gradient-free) vs SGD vs Adam training LeNet on sklearn digits (32x32)',
-            datasets=('digits',), epochs=8)
-def spsa_digits(dataset:str='digits', # only 'digits'
-                epochs:int=8, # epochs per optimiser
-                scale:str='smoke', # 'full' runs three seeds
-                seed:int=0 # seed of the split and of the first run
+@experiment('spsa-digits')
+def spsa_digits(dataset:str='digits', # only 'digits' (embedded)
+                epochs:int|None=None, # epochs per optimiser (default: the preset's)
+                scale:str|None=None, # 'smoke' (one epoch) or 'full' (8 epochs, three seeds)
+                seed:int=0, # seed of the split and of the first run
+                cfg:SPSACfg|None=None, # explicit settings (default: `SPSA_PRESETS[scale]`)
+                info=None, cache=None, # unused: the digits are embedded
+                device=None # training device
                ) -> pd.DataFrame:
     "Compare SPSA, SGD and Adam on LeNet and the digits data."
-    seeds = (seed,) if get_scale(scale) == 'smoke' else (seed, seed + 1, seed + 2)
-    return optimizer_study(resize_images(load_images(dataset, seed=seed)), epochs=epochs, seeds=seeds)
+    c = preset(SPSA_PRESETS, scale, cfg, epochs=epochs)
+    return optimizer_study(load_images(dataset, seed=seed), c, seed=seed, device=device)
 
 # %% ../nbs/10_lenet.ipynb #e900fd5d
-def shrink(data:ImageData, # image splits
-           frac:float=0.1, # fraction of every split to keep (at least 10 images)
-           seed:int=0 # seed of the random subset
-          ) -> ImageData:
-    "A random `frac` of every split of `data` (for smoke runs)."
-    g = torch.Generator().manual_seed(seed)
-    def sub(s):
-        if s is None: return None
-        idx = torch.randperm(len(s[0]), generator=g)[:max(10, int(len(s[0]) * frac))]
-        return s[0][idx], s[1][idx]
-    return ImageData(sub(data.train), sub(data.valid), sub(data.test), data.classes)
+def _lenet_images(dataset, scale, seed, cfg, info, cache, device):
+    src, cache, _ = study_data(dataset, scale, info, cache)
+    return lenet_study(load_images(dataset, seed=seed, info=get_info(src), cache=cache), cfg, seed=seed, device=device)
 
-REPORT_EPOCHS = {'cifar10-jpeg': 200, 'cifar10': 200, 'tinyimagenet-200': 100}
-
-def _lenet_images(dataset, epochs, scale, seed, info=None, cache=None, label=None):
-    full = get_scale(scale) == 'full'
-    data = load_images(dataset, seed=seed, info=info, cache=cache)
-    if not full: data = shrink(data, 0.1, seed)
-    epochs = epochs or (REPORT_EPOCHS[dataset] if full else 2)
-    return lenet_study(data, epochs=epochs, seeds=(seed,), dataset=label or dataset)
-
-@experiment('lenet-cifar10', help='The six LeNet variants on CIFAR-10 (report Table 1); smoke: 10% of the data, 2 epochs',
-            datasets=('cifar10-jpeg', 'cifar10'))
-def lenet_cifar10(dataset:str='cifar10-jpeg', # 'cifar10-jpeg' (the JPEG q~75 copy) or 'cifar10' (original pixels)
-                  epochs:int|None=None, # default: 2 at smoke scale, the report's 200 at full scale
-                  scale:str='smoke', # 'smoke' (10% subset) or 'full'
-                  seed:int=0, # seed of the split, the subset and the runs
-                  info=None, # a `DatasetInfo` to use instead of the registry's (e.g. a fixture)
-                  cache=None # dataset cache folder
+@experiment('lenet-cifar10')
+def lenet_cifar10(dataset:str='cifar10', # 'cifar10' (original pixels) or 'cifar10-jpeg' (the JPEG q~75 copy)
+                  epochs:int|None=None, # epochs per model (default: the preset's: 2 at smoke scale, the report's 200 at full)
+                  scale:str|None=None, # 'smoke' (a generated fixture) or 'full' (the real data)
+                  seed:int=0, # seed of the split and of the runs
+                  cfg:LeNetCfg|None=None, # explicit settings (default: `LENET_PRESETS[scale]`)
+                  info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                  cache=None, # dataset cache folder
+                  device=None # training device
                  ) -> pd.DataFrame:
     "Compare the six LeNet variants on CIFAR-10."
-    label = 'CIFAR-10 (JPEG q~75 copy)' if dataset == 'cifar10-jpeg' else 'CIFAR-10'
-    return _lenet_images(dataset, epochs, scale, seed, info, cache, label)
+    return _lenet_images(dataset, scale, seed, preset(LENET_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
-@experiment('lenet-tinyimagenet', help='The six LeNet variants (64x64 input, 200 classes) on TinyImageNet (report Table 2)',
-            datasets=('tinyimagenet-200',))
+@experiment('lenet-tinyimagenet')
 def lenet_tinyimagenet(dataset:str='tinyimagenet-200', # only 'tinyimagenet-200'
-                       epochs:int|None=None, # default: 2 at smoke scale, the report's 100 at full scale
-                       scale:str='smoke', # 'smoke' (10% subset) or 'full'
-                       seed:int=0, # seed of the split, the subset and the runs
-                       info=None, # a `DatasetInfo` to use instead of the registry's (e.g. a fixture)
-                       cache=None # dataset cache folder
+                       epochs:int|None=None, # epochs per model (default: 2 at smoke scale, the report's 100 at full)
+                       scale:str|None=None, # 'smoke' (a generated fixture) or 'full' (the real data)
+                       seed:int=0, # seed of the split and of the runs
+                       cfg:LeNetCfg|None=None, # explicit settings (default: `LENET_TINY_PRESETS[scale]`)
+                       info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                       cache=None, # dataset cache folder
+                       device=None # training device
                       ) -> pd.DataFrame:
-    "Compare the six LeNet variants on TinyImageNet."
-    return _lenet_images(dataset, epochs, scale, seed, info, cache, 'TinyImageNet-200')
+    "Compare the six LeNet variants (64x64 input) on TinyImageNet."
+    return _lenet_images(dataset, scale, seed, preset(LENET_TINY_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
 # %% ../nbs/10_lenet.ipynb #9a8c35a3
 REPORT_LENET_CIFAR10 = pd.DataFrame([  # the report's Table 1 (RTX A6000, 200 epochs); GPU memory in GB

@@ -4,8 +4,8 @@
 
 # %% ../nbs/11_resnet.ipynb #07a16431
 from __future__ import annotations
-import math, tempfile
-from dataclasses import dataclass, asdict
+import math
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 import numpy as np, pandas as pd
@@ -14,39 +14,17 @@ from torch import nn
 from fastai.losses import CrossEntropyLossFlat
 from .core import *
 from .data import *
+from .images import *
+from .layers import *
 from .train import *
-from .lenet import *
+from .experiments import *
+from .lenet import init_kaiming_
 
 # %% auto #0
-__all__ = ['STEMS', 'resnet18', 'resnet34', 'super_resnet', 'ARCHS', 'FAST_RECIPE', 'REPORT_RECIPE', 'REPORT_RESNET', 'conv_bn',
-           'ResBlock', 'ResNet', 'ResNetHyp', 'resnet_run', 'time_to_accuracy', 'plot_time_to_accuracy',
+__all__ = ['STEMS', 'resnet18', 'resnet34', 'super_resnet', 'ARCHS', 'FAST_RECIPE', 'REPORT_RECIPE', 'RESNET_PRESETS',
+           'RESNET_TINY_PRESETS', 'SPEEDRUN_PRESETS', 'REPORT_RESNET', 'ResNet', 'ResNetCfg', 'resnet_variant',
+           'time_to_accuracy', 'add_time_to_target', 'plot_time_to_accuracy', 'ResNetStudyCfg', 'resnet_study',
            'resnet_cifar10', 'resnet_tinyimagenet', 'resnet_speedrun']
-
-# %% ../nbs/11_resnet.ipynb #c882fe19
-def conv_bn(ni:int, # input channels
-            nf:int, # output channels
-            ks:int=3, # kernel size ("same" padding)
-            stride:int=1, # stride
-            act:str|None='relu', # activation after BatchNorm (None: none)
-            p:float=0. # spatial dropout after the activation
-           ) -> nn.Sequential:
-    "Conv → BatchNorm → activation → spatial dropout: `layer_block` with ResNet's order and padding."
-    return layer_block(ni, nf, ks=ks, stride=stride, padding=ks // 2, act=act, norm=True, norm_first=True, p=p, spatial=True)
-
-class ResBlock(nn.Module):
-    "The basic residual block: act(shortcut(x) + conv_bn(conv_bn(x)))."
-    def __init__(self, ni:int, # input channels
-                 nf:int, # output channels
-                 stride:int=1, # stride of the first conv (2 halves the resolution)
-                 act:str='relu', # activation
-                 p:float=0. # spatial dropout inside the residual branch
-                ):
-        super().__init__()
-        self.convs = nn.Sequential(conv_bn(ni, nf, stride=stride, act=act, p=p), conv_bn(nf, nf, act=None))
-        self.shortcut = nn.Identity() if stride == 1 and ni == nf else conv_bn(ni, nf, ks=1, stride=stride, act=None)
-        self.act = get_act(act)
-    def forward(self, x):                              # (bs, ni, h, w)
-        return self.act(self.shortcut(x) + self.convs(x))  # (bs, nf, h/stride, w/stride)
 
 # %% ../nbs/11_resnet.ipynb #3d681dfb
 STEMS = {'cifar': lambda ni, nf, act: nn.Sequential(conv_bn(ni, nf, act=act)),
@@ -91,50 +69,46 @@ resnet34 = partial(ResNet, layers=(3, 4, 6, 3))
 super_resnet = partial(resnet34, p=0.1, init=partial(init_kaiming_, bias=0.01))
 
 # %% ../nbs/11_resnet.ipynb #ce399619
-@dataclass
-class ResNetHyp:
-    "Training recipe of a ResNet run; every field is an explicit, overridable choice."
-    arch:str|Callable = 'resnet18' # a name in `ARCHS` ('resnet18', 'resnet34', 'super_resnet') or a ResNet factory
-    epochs:int = 18 # epochs of the one-cycle schedule
-    bs:int = 512 # batch size (large batches keep a GPU busy; LR scaled to match)
-    lr:float = 0.2 # peak one-cycle learning rate (SGD, for bs 512)
-    opt:str = 'sgd' # optimiser name in `OPTIMIZERS` ('sgd' = momentum 0.9)
-    wd:float = 5e-4 # weight decay (the report: 0.01 with Adam)
-    p:float = 0. # spatial dropout inside the blocks (the report's dropout variant: > 0)
-    label_smoothing:float = 0.1 # cross-entropy label smoothing
-    augment:str = 'crop_flip' # on-device augmentation (see `AUGMENTS`); the report adds colour jitter
-    channels_last:bool = True # NHWC memory format (faster convs with tensor cores)
-    zero_init:bool = True # zero-init residual branches
-
 ARCHS = {'resnet18': resnet18, 'resnet34': resnet34, 'super_resnet': super_resnet}
-FAST_RECIPE = ResNetHyp()
-REPORT_RECIPE = ResNetHyp(arch='super_resnet', epochs=200, bs=128, lr=1e-3, opt='adam', wd=0.01, p=0.1, label_smoothing=0.,
+
+@dataclass(frozen=True)
+class ResNetCfg:
+    "One ResNet training recipe; every field is an explicit, overridable choice (`dataclasses.replace`)."
+    arch: str = 'resnet18'               # a name in `ARCHS`: 'resnet18', 'resnet34', 'super_resnet' (ResNet-34 + dropout + Kaiming)
+    layers: tuple|None = None            # blocks per stage; None: the arch's (smoke: one per stage, for a CPU)
+    widths: tuple = (64, 128, 256, 512)  # channels of the four stages (smoke: an eighth, for a CPU)
+    epochs: int = 18                     # one-cycle epochs; the speed run's budget on CIFAR-10
+    bs: int = 512                        # large batches keep a GPU busy; the LR is scaled to match
+    lr: float = 0.2                      # peak one-cycle learning rate (SGD, for bs 512)
+    opt: str = 'sgd'                     # optimiser name in `OPTIMIZERS` ('sgd' = momentum 0.9)
+    wd: float = 5e-4                     # weight decay (the report: 0.01 with Adam)
+    p: float = 0.                        # spatial dropout inside the blocks (the report's dropout variant: > 0)
+    label_smoothing: float = 0.1         # cross-entropy label smoothing (0: plain cross-entropy)
+    augment: str = 'crop_flip'           # on-device augmentation (see `AUGMENTS`); the report adds colour jitter
+    channels_last: bool = True           # NHWC memory format (faster convs with tensor cores)
+    zero_init: bool = True               # zero-init residual branches: every block starts as the identity
+
+FAST_RECIPE = ResNetCfg()
+REPORT_RECIPE = ResNetCfg(arch='super_resnet', epochs=200, bs=128, lr=1e-3, opt='adam', wd=0.01, p=0.1, label_smoothing=0.,
                           augment='crop_flip_jitter', channels_last=False, zero_init=False)
 
-def resnet_run(data:ImageData, # image splits
-               hyp:ResNetHyp=FAST_RECIPE, # the recipe
-               stem:str|None=None, # default: 'cifar' for 32x32 images, 'tiny' for 64x64
-               seed:int=0, # seed
-               device=None, # training device (default: `default_device()`)
-               name:str|None=None # the run's name (default: the architecture)
-              ) -> tuple[dict, object]:
-    "Train one ResNet with recipe `hyp` on `data`; returns `run`'s (row, learner), the row extended with the recipe."
-    if isinstance(hyp.arch, str) and hyp.arch not in ARCHS: raise ValueError(f"Unknown arch {hyp.arch!r}; valid: {', '.join(ARCHS)}")
-    arch = ARCHS[hyp.arch] if isinstance(hyp.arch, str) else hyp.arch
-    size = data.train[0].shape[-1]
-    stem = stem or ('tiny' if size >= 64 else 'cifar')
-    fn = partial(arch, n_classes=len(data.classes), stem=stem, n_in=data.train[0].shape[1], p=hyp.p,
-                 **({} if hyp.arch == 'super_resnet' else dict(zero_init=hyp.zero_init)))
-    dls = image_dls(data, bs=hyp.bs, device=device, augment=hyp.augment, channels_last=hyp.channels_last)
-    def model_fn():
-        m = fn().to(dls.device)
-        return m.to(memory_format=torch.channels_last) if hyp.channels_last else m
-    row, learn = run(model_fn, dls, epochs=hyp.epochs, lr=hyp.lr, seed=seed, name=name or hyp.arch, opt=hyp.opt, wd=hyp.wd,
-                     loss_func=CrossEntropyLossFlat(label_smoothing=hyp.label_smoothing) if hyp.label_smoothing else None,
-                     path=tempfile.gettempdir(), quiet=True)
-    row.update({f'hyp_{k}': v for k, v in asdict(hyp).items()}, stem=stem)
-    if not isinstance(hyp.arch, str): row['hyp_arch'] = 'custom'
-    return row, learn
+def resnet_variant(data:ImageData, # the images (their size picks the stem: 'tiny' from 64 pixels, else 'cifar')
+                   r:ResNetCfg=FAST_RECIPE, # the recipe
+                   device=None # training device (default: `default_device()`)
+                  ) -> Variant:
+    "A `compare` arm training recipe `r` on `data`: model, its own loaders (batch size, augmentation), optimiser and loss."
+    if r.arch not in ARCHS: raise ValueError(f"Unknown arch {r.arch!r}; valid: {', '.join(ARCHS)}")
+    x = data.train[0]
+    stem = 'tiny' if x.shape[-1] >= 64 else 'cifar'
+    fn = partial(ARCHS[r.arch], n_classes=len(data.classes), stem=stem, n_in=x.shape[1], widths=r.widths, p=r.p,
+                 zero_init=r.zero_init, **({'layers': r.layers} if r.layers else {}))
+    def model():
+        m = fn()
+        return m.to(memory_format=torch.channels_last) if r.channels_last else m
+    dls = lambda seed: image_dls(data, bs=r.bs, device=device, augment=r.augment, channels_last=r.channels_last, seed=seed)
+    loss = CrossEntropyLossFlat(label_smoothing=r.label_smoothing) if r.label_smoothing else None
+    return Variant(model, dls=dls, cols=dict(arch=r.arch, stem=stem, bs=r.bs, augment=r.augment),
+                   epochs=r.epochs, lr=r.lr, opt=r.opt, wd=r.wd, loss_func=loss)
 
 # %% ../nbs/11_resnet.ipynb #39fc2ba9
 def time_to_accuracy(history:pd.DataFrame, # `run`'s per-epoch history (columns epoch, accuracy, seconds)
@@ -147,6 +121,17 @@ def time_to_accuracy(history:pd.DataFrame, # `run`'s per-epoch history (columns 
     r = hit.iloc[0]
     return dict(target=target, epoch=int(r.epoch), seconds=float(r.elapsed), best=h.accuracy.max())
 
+def add_time_to_target(df:pd.DataFrame, # rows from `compare` (with their `attrs['history']`)
+                      target:float=0.93 # validation accuracy to reach
+                     ) -> pd.DataFrame:
+    "Insert `target`, `epoch_to_target` and `seconds_to_target` per row (from its per-epoch history) among the result columns, before `seconds`."
+    h = df.attrs['history']
+    tta = [time_to_accuracy(h[(h.name == r['name']) & (h.seed == r['seed'])], target) for _, r in df.iterrows()]
+    at = df.columns.get_loc('seconds')
+    for i, (k, v) in enumerate(dict(target=[target] * len(df), epoch_to_target=[t['epoch'] for t in tta],
+                                    seconds_to_target=[t['seconds'] for t in tta]).items()): df.insert(at + i, k, v)
+    return df
+
 def plot_time_to_accuracy(history:pd.DataFrame, target:float=0.93, ax=None, label:str|None=None):
     "Validation accuracy against cumulative wall seconds, with the target line."
     import matplotlib.pyplot as plt
@@ -157,52 +142,80 @@ def plot_time_to_accuracy(history:pd.DataFrame, target:float=0.93, ax=None, labe
     if label: ax.legend(fontsize=8)
     return ax
 
+# %% ../nbs/11_resnet.ipynb #fb21bdd8
+@dataclass(frozen=True)
+class ResNetStudyCfg:
+    "What a ResNet study trains: named recipes, an optional common number of epochs, and the time-to-accuracy target."
+    recipes: tuple = (('ResNet-18 (fast)', FAST_RECIPE), ('SuperResNet (report)', REPORT_RECIPE))  # (name, `ResNetCfg`) pairs, one row each
+    epochs: int|None = None  # every recipe's epochs (the study's `epochs` argument); None: each recipe's own
+    target: float = 0.93     # validation accuracy of the time-to-accuracy columns (the benchmark: 93%)
+
+def _cpu(r:ResNetCfg, epochs:int=2) -> ResNetCfg:
+    "Recipe `r` shrunk for a CPU smoke run: one block per stage, an eighth of the widths, batch 64, `epochs` epochs."
+    return replace(r, layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), epochs=epochs, bs=64, channels_last=False,
+                   lr=0.05 if r.opt == 'sgd' else r.lr)   # SGD's 0.2 is tuned for batch 512
+
+_TINY_FAST = replace(FAST_RECIPE, epochs=30, augment='crop_flip_jitter')   # 64x64 images, 200 classes: longer, more augmentation
+RESNET_PRESETS = {'smoke': ResNetStudyCfg(recipes=tuple((n, _cpu(r)) for n, r in ResNetStudyCfg().recipes)),
+                  'full': ResNetStudyCfg()}
+RESNET_TINY_PRESETS = {'smoke': RESNET_PRESETS['smoke'],
+                       'full': ResNetStudyCfg(recipes=(('ResNet-18 (fast)', _TINY_FAST), ('SuperResNet (report)', REPORT_RECIPE)))}
+SPEEDRUN_PRESETS = {'smoke': ResNetStudyCfg(recipes=(('ResNet-18 speedrun', _cpu(FAST_RECIPE, epochs=1)),)),
+                    'full': ResNetStudyCfg(recipes=(('ResNet-18 speedrun', FAST_RECIPE),))}
+
+def resnet_study(data:ImageData, # image splits
+                 cfg:ResNetStudyCfg=ResNetStudyCfg(), # the recipes
+                 seed:int=0, # seed of every run
+                 device=None # training device
+                ) -> pd.DataFrame:
+    "Train every recipe of `cfg` on `data`; one row per recipe, with time-to-accuracy columns; per-epoch curves in `attrs['history']`."
+    rs = {n: (r if cfg.epochs is None else replace(r, epochs=cfg.epochs)) for n, r in cfg.recipes}
+    df = compare({n: resnet_variant(data, r, device) for n, r in rs.items()}, seeds=(seed,), quiet=True)
+    return add_time_to_target(df, cfg.target)
+
 # %% ../nbs/11_resnet.ipynb #2b2dec35
-def _resnet_exp(dataset, epochs, scale, seed, info, cache, label, recipes):
-    full = get_scale(scale) == 'full'
-    data = load_images(dataset, seed=seed, info=info, cache=cache)
-    if not full:
-        data = shrink(data, 0.1, seed)
-        recipes = {k: ResNetHyp(**{**asdict(h), 'epochs': 2, 'bs': 64, 'lr': 0.05, 'channels_last': False}) for k, h in recipes.items()}
-    rows, hists = [], []
-    for k, h in recipes.items():
-        if epochs: h = ResNetHyp(**{**asdict(h), 'epochs': epochs})
-        if not full: h = ResNetHyp(**{**asdict(h), 'arch': partial(ResNet, layers=(1, 1, 1, 1), widths=(16, 32, 64, 128))})
-        row, learn = resnet_run(data, h, seed=seed, name=k)
-        rows.append({**row, 'dataset': label}); hists.append(learn.history)
-    df = pd.DataFrame(rows); df.attrs['history'] = pd.concat(hists, ignore_index=True)
-    return df
+def _resnet_images(dataset, scale, seed, cfg, info, cache, device):
+    src, cache, _ = study_data(dataset, scale, info, cache)
+    return resnet_study(load_images(dataset, seed=seed, info=get_info(src), cache=cache), cfg, seed=seed, device=device)
 
-@experiment('resnet-cifar10', help='ResNet-18 (fast recipe) and SuperResNet (report recipe) on CIFAR-10; smoke: narrow nets, 10% data',
-            datasets=('cifar10-jpeg', 'cifar10'))
-def resnet_cifar10(dataset:str='cifar10-jpeg', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
-    "ResNets on CIFAR-10."
-    label = 'CIFAR-10 (JPEG q~75 copy)' if dataset == 'cifar10-jpeg' else 'CIFAR-10'
-    return _resnet_exp(dataset, epochs, scale, seed, info, cache, label, {'ResNet-18 (fast)': FAST_RECIPE, 'SuperResNet (report)': REPORT_RECIPE})
+@experiment('resnet-cifar10')
+def resnet_cifar10(dataset:str='cifar10', # 'cifar10' (original pixels) or 'cifar10-jpeg' (the JPEG q~75 copy)
+                   epochs:int|None=None, # every recipe's epochs (default: each recipe's own)
+                   scale:str|None=None, # 'smoke' (a generated fixture, CPU-sized recipes) or 'full'
+                   seed:int=0, # seed of the split and of the runs
+                   cfg:ResNetStudyCfg|None=None, # explicit recipes (default: `RESNET_PRESETS[scale]`)
+                   info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                   cache=None, # dataset cache folder
+                   device=None # training device
+                  ) -> pd.DataFrame:
+    "ResNet-18 (fast recipe) and SuperResNet (report recipe) on CIFAR-10."
+    return _resnet_images(dataset, scale, seed, preset(RESNET_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
-@experiment('resnet-tinyimagenet', help='ResNet-18 (fast recipe) and SuperResNet (report recipe) on TinyImageNet (64x64 stem)',
-            datasets=('tinyimagenet-200',))
-def resnet_tinyimagenet(dataset:str='tinyimagenet-200', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
-    "ResNets on TinyImageNet."
-    fast = ResNetHyp(**{**asdict(FAST_RECIPE), 'epochs': 30, 'augment': 'crop_flip_jitter'})
-    return _resnet_exp(dataset, epochs, scale, seed, info, cache, 'TinyImageNet-200', {'ResNet-18 (fast)': fast, 'SuperResNet (report)': REPORT_RECIPE})
+@experiment('resnet-tinyimagenet')
+def resnet_tinyimagenet(dataset:str='tinyimagenet-200', # only 'tinyimagenet-200'
+                        epochs:int|None=None, # every recipe's epochs (default: each recipe's own)
+                        scale:str|None=None, # 'smoke' (a generated fixture, CPU-sized recipes) or 'full'
+                        seed:int=0, # seed of the split and of the runs
+                        cfg:ResNetStudyCfg|None=None, # explicit recipes (default: `RESNET_TINY_PRESETS[scale]`)
+                        info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                        cache=None, # dataset cache folder
+                        device=None # training device
+                       ) -> pd.DataFrame:
+    "ResNet-18 (fast recipe) and SuperResNet (report recipe) on TinyImageNet, 64x64 stem."
+    return _resnet_images(dataset, scale, seed, preset(RESNET_TINY_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
-@experiment('resnet-speedrun', help='Benchmark: ResNet-18 to >= 93% on CIFAR-10 in minutes on one GPU (--scale full; smoke: a CPU check)',
-            datasets=('cifar10-jpeg', 'cifar10'))
-def resnet_speedrun(dataset:str='cifar10-jpeg', epochs:int|None=None, scale:str='smoke', seed:int=0, target:float=0.93,
-                    info=None, cache=None) -> pd.DataFrame:
-    "Train `FAST_RECIPE` on the full CIFAR-10 split (smoke: narrow net, 10%, 1 epoch); one row with accuracy, seconds, memory, time to `target`."
-    data, hyp = load_images(dataset, seed=seed, info=info, cache=cache), FAST_RECIPE
-    if get_scale(scale) != 'full':
-        data = shrink(data, 0.1, seed)
-        hyp = ResNetHyp(**{**asdict(hyp), 'epochs': 1, 'bs': 64, 'lr': 0.05, 'channels_last': False,
-                           'arch': partial(ResNet, layers=(1, 1, 1, 1), widths=(16, 32, 64, 128))})
-    if epochs: hyp = ResNetHyp(**{**asdict(hyp), 'epochs': epochs})
-    row, learn = resnet_run(data, hyp, seed=seed, name='ResNet-18 speedrun')
-    tta = time_to_accuracy(learn.history, target)
-    df = pd.DataFrame([{**row, 'target': target, 'epoch_to_target': tta['epoch'], 'seconds_to_target': tta['seconds']}])
-    df.attrs['history'] = learn.history
-    return df
+@experiment('resnet-speedrun')
+def resnet_speedrun(dataset:str='cifar10', # 'cifar10' (original pixels) or 'cifar10-jpeg' (the JPEG q~75 copy)
+                    epochs:int|None=None, # epochs (default: the recipe's 18; smoke: 1)
+                    scale:str|None=None, # 'smoke' (a generated fixture, a narrow net, CPU) or 'full' (needs a GPU)
+                    seed:int=0, # seed of the split and of the run
+                    cfg:ResNetStudyCfg|None=None, # explicit recipe and target (default: `SPEEDRUN_PRESETS[scale]`)
+                    info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                    cache=None, # dataset cache folder
+                    device=None # training device
+                   ) -> pd.DataFrame:
+    "Train `FAST_RECIPE` on CIFAR-10: one row with accuracy, seconds, memory and the time to `cfg.target` validation accuracy."
+    return _resnet_images(dataset, scale, seed, preset(SPEEDRUN_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
 # %% ../nbs/11_resnet.ipynb #adaaf133
 REPORT_RESNET = pd.DataFrame([  # the report's Tables 3 (CIFAR-10, test acc) and 4 (TinyImageNet, no test split)
