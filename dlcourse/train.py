@@ -129,7 +129,7 @@ def reseed(dls:DataLoaders, # the run's data
 
 def metric_names(learn:Learner) -> list[str]:
     "The names of the learner's metrics, as fastai records them (`accuracy`, `nats`, ...)."
-    return [n for n in learn.recorder.metric_names[1:] if n not in ('train_loss', 'valid_loss', 'time')]
+    return [m.name for m in learn.metrics]
 
 def _eval(learn, dl, names) -> dict:
     "loss and each metric on `dl` (NaN when there is no such split)."
@@ -264,6 +264,7 @@ def summarize(df:pd.DataFrame, # rows from `compare` or a study
     if g.size().max() > 1:
         sd = g.std()
         for m in metrics: out[m + '_std'] = sd[m]
+    out.attrs = {}                                 # no per-epoch history on a summary (it would break pd.concat)
     return out
 
 # %% ../nbs/06_train.ipynb #2e90d850
