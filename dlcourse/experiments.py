@@ -10,7 +10,7 @@ from typing import Callable
 from .core import get_scale
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'CONTRACT', 'EMBEDDED', 'ExperimentSpec', 'check_contract', 'experiment', 'load_experiment',
+__all__ = ['EXPERIMENTS', 'CONTRACT', 'EMBEDDED', 'SPLITS', 'ExperimentSpec', 'check_contract', 'experiment', 'load_experiment',
            'describe_data', 'study_data', 'preset']
 
 # %% ../nbs/00a_experiments.ipynb #dda445e7
@@ -87,17 +87,32 @@ def load_experiment(name:str) -> Callable:
 # %% ../nbs/00a_experiments.ipynb #29373cc2
 EMBEDDED = {'digits': 'the scikit-learn digits (shipped with scikit-learn, 1,797 images)'}
 
+SPLITS = {  # how the chapters split each dataset into train / valid / test (valid chooses, test is reported once)
+    'digits': 'train 1,200 / valid 297 / test 300 images, a seeded random split',
+    'cifar10': 'train 45,000 / valid 5,000 (seeded, from the official train set) / test: the official 10,000',
+    'cifar10-jpeg': 'train 45,000 / valid 5,000 (seeded, from the official train set) / test: the official 10,000',
+    'tinyimagenet-200': 'train 95,000 / valid 5,000 (seeded, from the official train set) / test: the official val set of 10,000 (its test labels are not public)',
+    'makemore-names': 'train 80% / valid 10% / test 10% of the names, a seeded random split',
+    'tinyshakespeare': 'contiguous lines: train the first 90% / valid the next 5% / test the last 5%',
+    'wikitext-2': 'the official train / valid / test files',
+    'eng-fra-tatoeba': 'train 90% / valid 5% / test 5% of the sentence pairs, a seeded random split',
+    'imdb': 'train 22,500 / valid 2,500 (seeded, from the official train set) / test: the official 25,000 reviews',
+    'trec': 'train 4,907 / valid 545 (seeded, from the 5,452 training questions) / test: the official 500 (TREC-10)',
+    'mr-rt-polarity': 'no official split: test 10% / valid 10% / train the rest, seeded',
+    'yelp-review-full': 'train: the official train set less 1,000 held-out reviews for valid / test: the official test set',
+}
+
 def describe_data(dataset:str, # a registered dataset name
                   scale:str|None=None, # 'smoke' or 'full'
                   info=None, # a `DatasetInfo` given by the caller
                   cache=None # the cache folder of the real data
                  ) -> str:
     "In words, which data a study uses at `scale`: `embedded: …`, `fixture: …`, `given: …` or `real: …`."
-    if dataset in EMBEDDED: return f"embedded: {EMBEDDED[dataset]}"
+    if dataset in EMBEDDED: return f"embedded: {EMBEDDED[dataset]}; split: {SPLITS[dataset]}"
     if info is not None: return f"given: {getattr(info, 'name', dataset)}"
-    if get_scale(scale) == 'smoke': return f"fixture: generated {dataset} files in the real format (smoke scale, no download)"
-    from dlcourse.data import data_dir
-    return f"real: {dataset} (cache {data_dir(cache)})"
+    split = f"; split: {SPLITS[dataset]}" if dataset in SPLITS else ''
+    if get_scale(scale) == 'smoke': return f"fixture: generated {dataset} files in the real format (smoke scale, no download){split.replace('split:', 'the real data is split')}"
+    return f"real: {dataset}, downloaded and verified into the dataset cache{split}"
 
 def study_data(dataset:str, # a registered dataset name
                scale:str|None=None, # 'smoke' makes a fixture, 'full' uses the real data
