@@ -4,7 +4,8 @@
 
 # %% ../nbs/13_batch_size.ipynb #03f8fbd6
 from __future__ import annotations
-import math, tempfile, gc
+import math, gc
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 import numpy as np, pandas as pd
@@ -15,11 +16,13 @@ from .core import *
 from .data import *
 from .images import *
 from .train import *
-from .lenet import *
+from .experiments import *
+from .lenet import LeNet, super_lenet, adapt
 
 # %% auto #0
-__all__ = ['LR_RULES', 'REPORT_BATCH_SIZE', 'scaled_lr', 'warmup_cosine', 'is_oom', 'batch_size_study', 'plot_batch_size',
-           'batch_size_digits', 'batch_size_cifar10']
+__all__ = ['LR_RULES', 'BATCH_SIZE_PRESETS', 'BATCH_SIZE_DIGITS_PRESETS', 'REPORT_BATCH_SIZE', 'scaled_lr', 'warmup_cosine',
+           'is_oom', 'BatchSizeCfg', 'oom_row', 'batch_size_study', 'plot_batch_size', 'batch_size_digits',
+           'batch_size_cifar10']
 
 # %% ../nbs/13_batch_size.ipynb #b1bb7fdc
 LR_RULES = {'none': lambda r: 1., 'linear': lambda r: r, 'sqrt': math.sqrt}
@@ -58,37 +61,64 @@ def _free():
     if torch.cuda.is_available(): torch.cuda.empty_cache()
 
 # %% ../nbs/13_batch_size.ipynb #5ea69412
+@dataclass(frozen=True)
+class BatchSizeCfg:
+    "Hyperparameters of the batch-size sweep."
+    batch_sizes: tuple = tuple(2**k for k in range(7, 15))  # the report's sweep, 128..16,384 (the last one ran out of memory)
+    rules: tuple = ('sqrt',)   # LR scaling rules (see `LR_RULES`), each crossed with every batch size
+    epochs: int = 30           # the same for every batch size: larger batches make fewer steps
+    base_lr: float = 3e-3      # Adam's peak learning rate at `base_bs`
+    base_bs: int = 128         # the batch size `base_lr` was tuned for
+    warmup: float = 0.1        # warm-up fraction of `warmup_cosine`
+    opt: str = 'adam'          # optimiser name in `OPTIMIZERS`
+    img_size: int|None = None  # pixels the LeNet's conv blocks see; None: the data's (digits: 32, resized in the model)
+
+BATCH_SIZE_PRESETS = {'smoke': BatchSizeCfg(batch_sizes=(128, 512), epochs=2),   # a generated fixture of 900 images
+                      'full': BatchSizeCfg()}
+BATCH_SIZE_DIGITS_PRESETS = {  # LeNet on the embedded digits, every rule; base LR tuned at batch 64
+    'smoke': BatchSizeCfg(batch_sizes=(128, 512), rules=tuple(LR_RULES), epochs=1, base_lr=2e-3, base_bs=64, img_size=32),
+    'full': BatchSizeCfg(batch_sizes=(16, 64, 256, 1024), rules=tuple(LR_RULES), epochs=10, base_lr=2e-3, base_bs=64, img_size=32)}
+
+def oom_row(name:str, # the run's name
+            cols:dict, # its descriptive columns
+            seed:int, # its seed
+            error:BaseException, # the out-of-memory error
+            lr:float, opt:str, params:int, # what `run` would have recorded
+            device=None, # the device it ran out of memory on
+            metrics:tuple=('accuracy',) # the metric names of the other rows
+           ) -> dict:
+    "The row of a run that ran out of memory, in `run`'s layout: NaN results, `status='OOM'` and the error's first line."
+    nan = float('nan')
+    row = dict(name=name, **cols, seed=seed, epochs=0, initial_loss=nan)
+    for split in ('train', 'valid', 'test'): row.update({f'{split}_{k}': nan for k in ('loss', *metrics)})
+    row.update(status='OOM', error=str(error).split('\n')[0][:200], seconds=nan, s_per_epoch=nan, peak_mb=nan,
+               params=params, opt=opt, lr=lr, wd=0.)
+    return {**row, **env_record(device)}
+
 def batch_size_study(data:ImageData, # image splits
-                     batch_sizes:tuple=(32, 128, 512), # batch sizes to try, in order
-                     model_fn:Callable=super_lenet, # a factory taking n_in, img_size, n_classes
-                     epochs:int=5, # epochs per batch size (the same for all: fewer steps for larger batches)
-                     base_lr:float=3e-3, # learning rate at `base_bs`
-                     base_bs:int=128, # batch size `base_lr` was tuned for
-                     rule:str='sqrt', # LR scaling rule (see `LR_RULES`)
-                     warmup:float=0.1, # warm-up fraction (see `warmup_cosine`)
-                     opt:str='adam', # optimiser name
+                     cfg:BatchSizeCfg=BatchSizeCfg(), # the sweep
+                     model_fn:Callable=super_lenet, # a LeNet-family factory (adapted to the data's shape)
                      seed:int=0, # seed of every run
-                     device=None, # training device (default: `default_device()`)
-                     dataset:str='' # label for the `dataset` column
+                     device=None # training device (default: `default_device()`)
                     ) -> pd.DataFrame:
-    "Train `model_fn` once per batch size; one row per batch size, OOM runs marked `status='OOM'`."
-    x = data.train[0]
-    fn = partial(model_fn, n_in=x.shape[1], img_size=x.shape[-1], n_classes=len(data.classes))
+    "Train `model_fn` once per (rule, batch size); one row per run in `run`'s layout, OOM runs marked `status='OOM'`."
+    fn, n = adapt(model_fn, data, cfg.img_size), len(data.train[0])
+    ok = lambda learn, dls: dict(status='ok', error='')
     rows, hists = [], []
-    for bs in batch_sizes:
-        lr = scaled_lr(base_lr, bs, base_bs, rule)
-        base = dict(name=f'bs{bs}', batch_size=bs, lr=lr, rule=rule, warmup=warmup, dataset=dataset,
-                    steps_per_epoch=max(1, len(x) // bs) if len(x) > bs else 1)
-        try:
-            dls = image_dls(data, bs=bs, augment=None, device=device)
-            row, learn = run(fn, dls, epochs=epochs, lr=lr, one_cycle=False, seed=seed, name=f'bs{bs}', opt=opt,
-                             cbs=[warmup_cosine(lr, warmup)], path=tempfile.gettempdir(), quiet=True)
-            rows.append({**row, **base, 'status': 'ok'}); hists.append(learn.history.assign(batch_size=bs))
-            del learn, dls
-        except Exception as e:
-            if not is_oom(e): raise
-            rows.append({**base, 'status': 'OOM', 'error': str(e).split('\n')[0][:200], **env_record(device)})
-        _free()
+    for rule in cfg.rules:
+        for bs in cfg.batch_sizes:
+            lr = scaled_lr(cfg.base_lr, bs, cfg.base_bs, rule)
+            name, cols = f'{rule}/bs{bs}', dict(rule=rule, batch_size=bs, steps_per_epoch=max(1, n // bs))
+            try:
+                dls = image_dls(data, bs=bs, augment='none', device=device, seed=seed)
+                row, learn = run(fn, dls, epochs=cfg.epochs, lr=lr, one_cycle=False, seed=seed, name=name, cols=cols, opt=cfg.opt,
+                                 cbs=[warmup_cosine(lr, cfg.warmup)], extra=ok, quiet=True)
+                rows.append(row); hists.append(learn.history)
+                del learn, dls
+            except Exception as e:
+                if not is_oom(e): raise
+                rows.append(oom_row(name, cols, seed, e, lr=lr, opt=cfg.opt, params=count_params(fn()), device=device))
+            _free()
     df = pd.DataFrame(rows)
     if hists: df.attrs['history'] = pd.concat(hists, ignore_index=True)
     return df
@@ -101,8 +131,8 @@ def plot_batch_size(df:pd.DataFrame, # a `batch_size_study` result (one or sever
     if axs is None: _, axs = plt.subplots(1, 3, figsize=(16, 3.8))
     for i, (rule, g) in enumerate(df.groupby('rule', sort=False)):
         ok, c = g[g.status == 'ok'], f'C{i}'
-        axs[0].plot(ok.batch_size, ok.train_acc, '--o', color=c, ms=4, label=f'train ({rule})')
-        axs[0].plot(ok.batch_size, ok.valid_acc, '-o', color=c, ms=4, label=f'valid ({rule})')
+        axs[0].plot(ok.batch_size, ok.train_accuracy, '--o', color=c, ms=4, label=f'train ({rule})')
+        axs[0].plot(ok.batch_size, ok.valid_accuracy, '-o', color=c, ms=4, label=f'valid ({rule})')
         axs[1].plot(ok.batch_size, ok.s_per_epoch, '-o', color=c, ms=4, label=rule)
         axs[2].plot(ok.batch_size, ok.peak_mb, '-o', color=c, ms=4, label=rule)
         for ax in axs:
@@ -114,32 +144,33 @@ def plot_batch_size(df:pd.DataFrame, # a `batch_size_study` result (one or sever
     return axs
 
 # %% ../nbs/13_batch_size.ipynb #b26791ee
-@experiment('batch-size-digits', help='Batch size 16..1024 x LR rule (none/linear/sqrt) for LeNet on sklearn digits (CPU)',
-            datasets=('digits',), epochs=10)
-def batch_size_digits(dataset:str='digits', epochs:int=10, scale:str='smoke', seed:int=0,
-                      batch_sizes:tuple=(16, 64, 256, 1024) # batch sizes to sweep
+@experiment('batch-size-digits')
+def batch_size_digits(dataset:str='digits', # only 'digits' (embedded: the same data at both scales)
+                      epochs:int|None=None, # epochs per run (default: the preset's)
+                      scale:str|None=None, # 'smoke' (two batch sizes, one epoch) or 'full' (16..1024, 10 epochs)
+                      seed:int=0, # seed of the split and of the runs
+                      cfg:BatchSizeCfg|None=None, # explicit sweep (default: `BATCH_SIZE_DIGITS_PRESETS[scale]`)
+                      info=None, cache=None, # unused: the digits are embedded
+                      device=None # training device
                      ) -> pd.DataFrame:
-    "The batch-size sweep on the digits data, for each LR scaling rule."
-    data = resize_images(load_images(dataset, seed=seed))
-    dfs = [batch_size_study(data, batch_sizes, LeNet, epochs=epochs, base_lr=2e-3, base_bs=64, rule=r, seed=seed,
-                            dataset='digits (sklearn, 32x32)') for r in LR_RULES]
-    hist = pd.concat([d.attrs.pop('history').assign(name=lambda h, r=r: r + '/' + h.name) for d, r in zip(dfs, LR_RULES)], ignore_index=True)
-    df = pd.concat(dfs, ignore_index=True)   # (attrs holding DataFrames cannot be merged by concat: popped above)
-    df['name'] = df.rule + '/' + df.name
-    df.attrs['history'] = hist
-    return df
+    "The batch-size sweep of LeNet on the digits data, for each LR scaling rule."
+    c = preset(BATCH_SIZE_DIGITS_PRESETS, scale, cfg, epochs=epochs)
+    return batch_size_study(load_images(dataset, seed=seed), c, LeNet, seed=seed, device=device)
 
-@experiment('batch-size-cifar10', help="Batch size 128..16384 for SuperLeNet on CIFAR-10 (the report's sweep; needs a GPU at full scale)",
-            datasets=('cifar10-jpeg', 'cifar10'))
-def batch_size_cifar10(dataset:str='cifar10-jpeg', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None,
-                       rule:str='sqrt') -> pd.DataFrame:
-    "The report's batch-size sweep on CIFAR-10."
-    full = get_scale(scale) == 'full'
-    data = load_images(dataset, seed=seed, info=info, cache=cache)
-    if not full: data = shrink(data, 0.1, seed)
-    sizes = tuple(2**k for k in range(7, 15)) if full else (128, 512)
-    label = 'CIFAR-10 (JPEG q~75 copy)' if dataset == 'cifar10-jpeg' else 'CIFAR-10'
-    return batch_size_study(data, sizes, super_lenet, epochs=epochs or (30 if full else 2), rule=rule, seed=seed, dataset=label)
+@experiment('batch-size-cifar10')
+def batch_size_cifar10(dataset:str='cifar10', # 'cifar10' (original pixels) or 'cifar10-jpeg' (the JPEG q~75 copy)
+                       epochs:int|None=None, # epochs per batch size (default: 2 at smoke scale, 30 at full)
+                       scale:str|None=None, # 'smoke' (a generated fixture) or 'full' (the real data; needs a GPU)
+                       seed:int=0, # seed of the split and of the runs
+                       cfg:BatchSizeCfg|None=None, # explicit sweep (default: `BATCH_SIZE_PRESETS[scale]`)
+                       info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                       cache=None, # dataset cache folder
+                       device=None # training device
+                      ) -> pd.DataFrame:
+    "The report's batch-size sweep of SuperLeNet on CIFAR-10."
+    c = preset(BATCH_SIZE_PRESETS, scale, cfg, epochs=epochs)
+    src, cache, _ = study_data(dataset, scale, info, cache)
+    return batch_size_study(load_images(dataset, seed=seed, info=get_info(src), cache=cache), c, super_lenet, seed=seed, device=device)
 
 # %% ../nbs/13_batch_size.ipynb #07a8f715
 REPORT_BATCH_SIZE = pd.DataFrame([  # the report's Table 7; GPU memory in GB, time in seconds for 100 epochs

@@ -4,7 +4,8 @@
 
 # %% ../nbs/12_init.ipynb #a7ae8662
 from __future__ import annotations
-import math, tempfile
+import math
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 import numpy as np, pandas as pd
@@ -14,14 +15,17 @@ from fastai.callback.core import Callback
 from .core import *
 from .data import *
 from .images import *
+from .layers import *
 from .train import *
-from .lenet import *
-from .resnet import *
+from .experiments import *
+from .lenet import LeNet, super_lenet, adapt
+from .resnet import ResNet
 
 # %% auto #0
-__all__ = ['INITS', 'SCHEMES', 'REPORT_INIT_CIFAR10', 'model_act', 'init_model', 'with_init', 'act_stds', 'deep_stack',
-           'signal_table', 'expected_initial_loss', 'initial_loss_check', 'InitStats', 'init_study', 'plot_hockey',
-           'plot_layer_stats', 'first_batch_loss', 'init_digits', 'init_cifar10', 'init_tinyimagenet']
+__all__ = ['INITS', 'SCHEMES', 'INIT_PRESETS', 'INIT_TINY_PRESETS', 'INIT_DIGITS_PRESETS', 'REPORT_INIT_CIFAR10', 'model_act',
+           'init_model', 'with_init', 'act_stds', 'deep_stack', 'signal_table', 'expected_initial_loss',
+           'initial_loss_check', 'InitStats', 'InitCfg', 'init_study', 'plot_hockey', 'plot_layer_stats',
+           'first_batch_loss', 'init_digits', 'init_cifar10', 'init_tinyimagenet']
 
 # %% ../nbs/12_init.ipynb #b3208088
 _ACT_NAMES = {nn.Tanh: 'tanh', nn.ReLU: 'relu', nn.LeakyReLU: 'leaky_relu', nn.Sigmoid: 'sigmoid', nn.GELU: 'relu', nn.SiLU: 'relu'}
@@ -151,32 +155,42 @@ class InitStats(Callback):
 # %% ../nbs/12_init.ipynb #aeb5f9ca
 SCHEMES = ('default', 'xavier_normal', 'kaiming_in', 'kaiming_out', 'kaiming_small_head', 'wrong')
 
+@dataclass(frozen=True)
+class InitCfg:
+    "Hyperparameters of the initialisation study."
+    schemes: tuple = SCHEMES   # names in `INITS`, one run each, in this order
+    epochs: int = 200          # the report's Table 5 (CIFAR-10); Table 6 (TinyImageNet): 100
+    n_iters: int = 50          # first training iterations recorded: the hockey stick and the layer statistics
+    lr: float = 3e-3           # peak one-cycle learning rate (Adam), as in the LeNet chapter
+    bs: int = 128              # batch size, as in the LeNet chapter
+    img_size: int|None = None  # pixels SuperLeNet's conv blocks see; None: the data's (digits: 32, resized in the model)
+
+_SMOKE_SCHEMES = ('default', 'kaiming_in', 'kaiming_small_head', 'wrong')   # one of each verdict, in seconds
+INIT_PRESETS = {'smoke': InitCfg(schemes=_SMOKE_SCHEMES, epochs=2, n_iters=20, bs=64), 'full': InitCfg()}
+INIT_TINY_PRESETS = {'smoke': INIT_PRESETS['smoke'], 'full': InitCfg(epochs=100)}
+INIT_DIGITS_PRESETS = {'smoke': InitCfg(schemes=_SMOKE_SCHEMES, epochs=1, n_iters=20, bs=64, img_size=32),
+                       'full': InitCfg(epochs=5, bs=64, img_size=32)}   # 5 epochs: every scheme but 'wrong' is near 98%
+
 def init_study(data:ImageData, # image splits
-               model_fn:Callable=super_lenet, # a LeNet-family factory (adapted to the data's shape)
-               schemes:tuple=SCHEMES, # names in `INITS`
-               epochs:int=5, # epochs per scheme
-               n_iters:int=50, # iterations recorded for the hockey stick
-               lr:float=3e-3, # peak one-cycle learning rate (Adam)
-               bs:int=64, # batch size
+               cfg:InitCfg=InitCfg(), # the settings
+               model_fn:Callable=super_lenet, # a LeNet-family factory (adapted to the data's shape; its own init is replaced)
                seed:int=0, # seed of every run
-               dataset:str='' # label for the `dataset` column
+               device=None # training device
               ) -> pd.DataFrame:
-    "Train `model_fn` once per init scheme; one row per run, with the initial-loss verdict and the first iterations' stats."
-    x, C = data.train[0], len(data.classes)
-    fn = partial(model_fn, n_in=x.shape[1], img_size=x.shape[-1], n_classes=C, init=None)
-    dls = image_dls(data, bs=bs, augment=None)
-    rows, hists, iters, layers = [], [], [], []
-    for s in schemes:
-        cb = InitStats(n_iters)
-        row, learn = run(with_init(fn, s), dls, epochs=epochs, lr=lr, seed=seed, name=s, cbs=[cb], path=tempfile.gettempdir(), quiet=True)
+    "Train `model_fn` once per init scheme; one row per run, with the initial-loss verdict; first iterations in `attrs`."
+    C = len(data.classes)
+    fn = adapt(partial(model_fn, init=None), data, cfg.img_size)
+    logs = []   # (losses, layer stats) of each run, in the order of the rows
+    def extra(learn, dls):
+        cb = next(c for c in learn.cbs if isinstance(c, InitStats))
+        logs.append((cb.losses, cb.stats))
         first = cb.losses[0]['loss'] if cb.losses else float('nan')
-        row.update(dataset=dataset, scheme=s, first_iter_loss=first, expected_loss=expected_initial_loss(C),
-                   verdict=initial_loss_check(first, C))
-        rows.append(row); hists.append(learn.history)
-        iters.append(pd.DataFrame(cb.losses).assign(scheme=s)); layers.append(pd.DataFrame(cb.stats).assign(scheme=s))
-    df = pd.DataFrame(rows)
-    df.attrs.update(history=pd.concat(hists, ignore_index=True), iters=pd.concat(iters, ignore_index=True),
-                    layers=pd.concat(layers, ignore_index=True))
+        return dict(first_iter_loss=first, expected_loss=expected_initial_loss(C), verdict=initial_loss_check(first, C))
+    dls = image_dls(data, bs=cfg.bs, augment='none', device=device, seed=seed)
+    variants = {s: Variant(with_init(fn, s), cbs=lambda: [InitStats(cfg.n_iters)]) for s in cfg.schemes}
+    df = compare(variants, dls, epochs=cfg.epochs, seeds=(seed,), lr=cfg.lr, extra=extra, quiet=True)
+    df.attrs.update(iters=pd.concat([pd.DataFrame(l).assign(scheme=s) for s, (l, _) in zip(df.name, logs)], ignore_index=True),
+                    layers=pd.concat([pd.DataFrame(t).assign(scheme=s) for s, (_, t) in zip(df.name, logs)], ignore_index=True))
     return df
 
 def plot_hockey(df:pd.DataFrame, ax=None):
@@ -210,30 +224,48 @@ def first_batch_loss(model:nn.Module, # the model, in its initial state
     with torch.no_grad(): return nn.functional.cross_entropy(model(xb), yb).item()
 
 # %% ../nbs/12_init.ipynb #de79ec95
-@experiment('init-digits', help='SuperLeNet with six init schemes on sklearn digits: initial loss, hockey stick, accuracy',
-            datasets=('digits',), epochs=5)
-def init_digits(dataset:str='digits', epochs:int=5, scale:str='smoke', seed:int=0) -> pd.DataFrame:
+@experiment('init-digits')
+def init_digits(dataset:str='digits', # only 'digits' (embedded: the same data at both scales)
+                epochs:int|None=None, # epochs per scheme (default: the preset's)
+                scale:str|None=None, # 'smoke' (four schemes, one epoch) or 'full' (six schemes, five epochs)
+                seed:int=0, # seed of the split and of the runs
+                cfg:InitCfg|None=None, # explicit settings (default: `INIT_DIGITS_PRESETS[scale]`)
+                info=None, cache=None, # unused: the digits are embedded
+                device=None # training device
+               ) -> pd.DataFrame:
     "The init study on the digits data."
-    return init_study(resize_images(load_images(dataset, seed=seed)), epochs=epochs, seed=seed, dataset='digits (sklearn, 32x32)')
+    c = preset(INIT_DIGITS_PRESETS, scale, cfg, epochs=epochs)
+    return init_study(load_images(dataset, seed=seed), c, seed=seed, device=device)
 
-def _init_images(dataset, epochs, scale, seed, info, cache, label, full_epochs):
-    full = get_scale(scale) == 'full'
-    data = load_images(dataset, seed=seed, info=info, cache=cache)
-    if not full: data = shrink(data, 0.1, seed)
-    return init_study(data, epochs=epochs or (full_epochs if full else 2), seed=seed, bs=128, dataset=label)
+def _init_images(dataset, scale, seed, cfg, info, cache, device):
+    src, cache, _ = study_data(dataset, scale, info, cache)
+    return init_study(load_images(dataset, seed=seed, info=get_info(src), cache=cache), cfg, seed=seed, device=device)
 
-@experiment('init-cifar10', help='SuperLeNet with six init schemes on CIFAR-10 (report Table 5); smoke: 10% of the data',
-            datasets=('cifar10-jpeg', 'cifar10'))
-def init_cifar10(dataset:str='cifar10-jpeg', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
+@experiment('init-cifar10')
+def init_cifar10(dataset:str='cifar10', # 'cifar10' (original pixels) or 'cifar10-jpeg' (the JPEG q~75 copy)
+                 epochs:int|None=None, # epochs per scheme (default: 2 at smoke scale, the report's 200 at full)
+                 scale:str|None=None, # 'smoke' (a generated fixture) or 'full' (the real data)
+                 seed:int=0, # seed of the split and of the runs
+                 cfg:InitCfg|None=None, # explicit settings (default: `INIT_PRESETS[scale]`)
+                 info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                 cache=None, # dataset cache folder
+                 device=None # training device
+                ) -> pd.DataFrame:
     "The init study on CIFAR-10 (full scale: the report's 200 epochs)."
-    label = 'CIFAR-10 (JPEG q~75 copy)' if dataset == 'cifar10-jpeg' else 'CIFAR-10'
-    return _init_images(dataset, epochs, scale, seed, info, cache, label, 200)
+    return _init_images(dataset, scale, seed, preset(INIT_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
-@experiment('init-tinyimagenet', help='SuperLeNet (64x64, 200 classes) with six init schemes on TinyImageNet (report Table 6)',
-            datasets=('tinyimagenet-200',))
-def init_tinyimagenet(dataset:str='tinyimagenet-200', epochs:int|None=None, scale:str='smoke', seed:int=0, info=None, cache=None) -> pd.DataFrame:
+@experiment('init-tinyimagenet')
+def init_tinyimagenet(dataset:str='tinyimagenet-200', # only 'tinyimagenet-200'
+                      epochs:int|None=None, # epochs per scheme (default: 2 at smoke scale, the report's 100 at full)
+                      scale:str|None=None, # 'smoke' (a generated fixture) or 'full' (the real data)
+                      seed:int=0, # seed of the split and of the runs
+                      cfg:InitCfg|None=None, # explicit settings (default: `INIT_TINY_PRESETS[scale]`)
+                      info=None, # a `DatasetInfo` to use instead of the registry's (e.g. your own fixture)
+                      cache=None, # dataset cache folder
+                      device=None # training device
+                     ) -> pd.DataFrame:
     "The init study on TinyImageNet (full scale: the report's 100 epochs); log C = 5.298 for its 200 classes."
-    return _init_images(dataset, epochs, scale, seed, info, cache, 'TinyImageNet-200', 100)
+    return _init_images(dataset, scale, seed, preset(INIT_TINY_PRESETS, scale, cfg, epochs=epochs), info, cache, device)
 
 # %% ../nbs/12_init.ipynb #48cbe386
 REPORT_INIT_CIFAR10 = pd.DataFrame([  # the report's Table 5
