@@ -279,7 +279,7 @@ def padding_report(index:dict, # from `write_bucketed`
     return dict(docs=len(sh), batches=len(index['files']), bucketed_density=index['density'], random_density=float(rand),
                 padding_saved=float(1 - rand / index['density']))
 
-# %% ../nbs/26_han.ipynb #ba6cb59d
+# %% ../nbs/26_han.ipynb #8ad04c40
 HAN_DATASETS = ('imdb', 'yelp-review-full')
 
 def han_documents(dataset:str, # 'imdb' or 'yelp-review-full'

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, asdict, replace
 from functools import partial
+from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
