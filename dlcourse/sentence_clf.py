@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn, Tensor
-from fastai.callback.core import Callback
 from .core import *
 from .data import *
 from .experiments import *
 from .train import *
+from fastai.callback.core import Callback
 from .text import *
 from .layers import *
 
@@ -93,7 +93,7 @@ def baseline_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'
     data = _load(dataset, scale, seed, info, cache); dls = lab_dls(data, c, seed=seed, device=device)
     variants = {f'{c.cell}-{m}': Variant(partial(sentence_model, len(dls.vocab), dls.c, c, mode=m),
                                          cols=dict(dataset=dataset, study='baseline', mode=m)) for m in ('packed', 'padded')}
-    return compare(variants, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False)
+    return compare(variants, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False, quiet=True)
 
 # %% ../nbs/24_sentence_clf.ipynb #befb78fb
 def grid_variants(grid:dict, # parameter -> values; 'lr', 'opt' go to training, 'bs' to the data, the rest to `model_fn`
@@ -164,7 +164,7 @@ def grid_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'
     data = _load(dataset, scale, seed, info, cache); dls = lab_dls(data, c, seed=seed, device=device)
     variants = grid_variants(dict(c.grid), partial(sentence_model, len(dls.vocab), dls.c, c),
                              lambda bs: lab_dls(data, c, bs=bs, seed=seed, device=device), cols=dict(dataset=dataset, study='grid'))
-    return compare(variants, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False)
+    return compare(variants, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False, quiet=True)
 
 # %% ../nbs/24_sentence_clf.ipynb #d82e9667
 def weight_penalty(model:nn.Module, # the model
@@ -226,7 +226,7 @@ def reg_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'
     data = _load(dataset, scale, seed, info, cache); dls = lab_dls(data, c, seed=seed, device=device)
     vs = reg_variants(variants, partial(sentence_model, len(dls.vocab), dls.c, c), c.epochs,
                       cols=dict(dataset=dataset, study='regularisation'), save_best=f'sentence-reg-{dataset}-{seed}')
-    return compare(vs, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False)
+    return compare(vs, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False, quiet=True)
 
 # %% ../nbs/24_sentence_clf.ipynb #12c519b2
 def train_word2vec(token_lists:list, # tokenised sentences
@@ -274,7 +274,7 @@ def embedding_matrix(vocab:Vocab, # our vocabulary
     oov = []
     for i, t in enumerate(vocab.itos):
         v = _lookup(kv, t)
-        if v is not None: w[i] = torch.as_tensor(v)
+        if v is not None: w[i] = torch.from_numpy(np.array(v, dtype=np.float32))
         elif i != vocab.pad_idx: oov.append(t)
     if vocab.pad_idx is not None: w[vocab.pad_idx] = 0
     return w, oov
@@ -325,7 +325,7 @@ def w2v_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'
             variants[f"{src}-{'static' if frozen else 'non-static'}"] = Variant(
                 partial(model, emb_sz=v.vector_size, emb_weights=w, freeze_emb=frozen), cols=cols(src, frozen),
                 extra=info_cols(len(missing) / len(dls.vocab)))
-    return compare(variants, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False)
+    return compare(variants, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False, quiet=True)
 
 # %% ../nbs/24_sentence_clf.ipynb #908b5a72
 def _model_variants(dataset, scale, seed, c, info, cache, device, study, variants:dict) -> pd.DataFrame:
@@ -333,7 +333,7 @@ def _model_variants(dataset, scale, seed, c, info, cache, device, study, variant
     data = _load(dataset, scale, seed, info, cache); dls = lab_dls(data, c, seed=seed, device=device)
     vs = {n: Variant(partial(sentence_model, len(dls.vocab), dls.c, c, **kw), cols=dict(dataset=dataset, study=study))
           for n, kw in variants.items()}
-    return compare(vs, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False)
+    return compare(vs, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False, quiet=True)
 
 @experiment('sentence-pool')
 def pool_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'

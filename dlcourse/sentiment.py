@@ -113,7 +113,7 @@ def imdb_study(dataset:str='imdb', # only 'imdb'
                               cols=dict(study='padding', mode=mode)) for mode in c.modes}
     variants[f'lstm-{c.pool}-{c.main_mode}'] = Variant(partial(imdb_model, len(dls.vocab), c.main_mode, c), dls=dls,
                                                        cols=dict(study='main', mode=c.main_mode))
-    return compare(variants, epochs=c.epochs, seeds=(seed,), lr=c.lr, wd=c.wd, clip=c.clip, eval_train=False, extra=data_columns)
+    return compare(variants, epochs=c.epochs, seeds=(seed,), lr=c.lr, wd=c.wd, clip=c.clip, eval_train=False, extra=data_columns, quiet=True)
 
 # %% ../nbs/23_sentiment.ipynb #09aa08a4
 class RandomOrderLoader(TextClfLoader):
@@ -158,4 +158,4 @@ def padding_probe(dataset:str='imdb', # only 'imdb'
         rnd.set_seed(seed); return dict(test_accuracy_random=acc, pad_frac_sorted=pad_fraction(dls.test), pad_frac_random=pad_fraction(rnd),
                                         **data_columns(learn, dls))
     variants = {mode: Variant(partial(imdb_model, len(dls.vocab), mode, c), cols=dict(mode=mode)) for mode in c.modes}
-    return compare(variants, dls, epochs=c.epochs, seeds=(seed,), lr=c.lr, wd=c.wd, clip=c.clip, eval_train=False, extra=on_random)
+    return compare(variants, dls, epochs=c.epochs, seeds=(seed,), lr=c.lr, wd=c.wd, clip=c.clip, eval_train=False, extra=on_random, quiet=True)
