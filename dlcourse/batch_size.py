@@ -13,6 +13,7 @@ from torch import nn
 from fastai.callback.schedule import ParamScheduler, SchedLin, SchedCos, combine_scheds
 from .core import *
 from .data import *
+from .images import *
 from .train import *
 from .lenet import *
 

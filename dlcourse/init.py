@@ -13,6 +13,7 @@ from torch import nn
 from fastai.callback.core import Callback
 from .core import *
 from .data import *
+from .images import *
 from .train import *
 from .lenet import *
 from .resnet import *

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
 from .core import *
 from .data import *
+from .images import *
 from .train import *
 
 # %% auto #0

@@ -14,6 +14,7 @@ from torch import nn
 from fastai.losses import CrossEntropyLossFlat
 from .core import *
 from .data import *
+from .images import *
 from .train import *
 from .lenet import *
 
