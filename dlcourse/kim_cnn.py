@@ -21,7 +21,6 @@ from .train import *
 from .text import *
 from .layers import layer_block, split_input
 from .experiments import experiment, study_data, preset
-from .sentence_clf import train_word2vec, embedding_matrix
 
 # %% auto #0
 __all__ = ['KIM_PRESETS', 'KIM_MODES', 'KIM_SPLITS', 'KIM_PAPER', 'KimConfig', 'KimCNN', 'max_norm_', 'MaxNorm', 'kim_adadelta',

@@ -25,8 +25,7 @@ from .layers import *
 # %% auto #0
 __all__ = ['DATASETS_SENT', 'SENT_PRESETS', 'GRID_PRESETS', 'REG_VARIANTS', 'SentCfg', 'lab_dls', 'sentence_model',
            'baseline_study', 'grid_variants', 'pair_means', 'interaction_heatmap', 'grid_study', 'weight_penalty',
-           'WeightPenalty', 'reg_variants', 'reg_study', 'train_word2vec', 'load_word_vectors', 'embedding_matrix',
-           'oov_report', 'w2v_study', 'pool_study', 'arch_study']
+           'WeightPenalty', 'reg_variants', 'reg_study', 'oov_report', 'w2v_study', 'pool_study', 'arch_study']
 
 # %% ../nbs/24_sentence_clf.ipynb #e3be561a
 DATASETS_SENT = ('trec', 'mr-rt-polarity')
@@ -229,56 +228,6 @@ def reg_study(dataset:str='trec', # 'trec' or 'mr-rt-polarity'
     return compare(vs, dls, epochs=c.epochs, lr=c.lr, opt=c.opt, seeds=(seed,), eval_train=False, quiet=True)
 
 # %% ../nbs/24_sentence_clf.ipynb #12c519b2
-def train_word2vec(token_lists:list, # tokenised sentences
-                   vector_size:int=100, # vector size (the lab's `emb_sz`)
-                   window:int=5, # context window
-                   min_count:int=1, # ignore rarer words
-                   epochs:int=20, # passes over the corpus (small corpora need many)
-                   sg:int=1, # 1: skip-gram, 0: CBOW
-                   seed:int=0, # gensim's seed (exactly reproducible with workers=1)
-                   workers:int=1): # gensim worker threads
-    "Word vectors (`gensim.models.KeyedVectors`) trained with gensim 4's Word2Vec."
-    from gensim.models import Word2Vec
-    m = Word2Vec(sentences=token_lists, vector_size=vector_size, window=window, min_count=min_count, sg=sg, seed=seed,
-                 workers=workers, epochs=epochs)
-    return m.wv
-
-def load_word_vectors(path:str|Path, # a `.kv` KeyedVectors file, or a word2vec file (.bin binary, else text)
-                      binary:bool|None=None, # word2vec format: binary? (default: from the extension)
-                      limit:int|None=None # read only the first `limit` vectors of a word2vec file
-                     ):
-    "Pretrained word vectors as gensim `KeyedVectors`."
-    from gensim.models import KeyedVectors
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found. Pretrained vectors can't be downloaded here; e.g. place "
-                                "GoogleNews-vectors-negative300.bin (word2vec-google-news-300) at this path.")
-    if path.suffix == '.kv': return KeyedVectors.load(str(path))
-    if binary is None: binary = path.suffix in ('.bin', '.gz') and not path.name.endswith('.txt.gz')
-    return KeyedVectors.load_word2vec_format(str(path), binary=binary, limit=limit)
-
-def _lookup(kv, w):
-    for c in (w, w.lower(), w.capitalize()):
-        if c in kv.key_to_index: return kv[c]
-    return None
-
-def embedding_matrix(vocab:Vocab, # our vocabulary
-                     kv, # gensim KeyedVectors
-                     scale:float|None=0.25, # uniform(-scale, scale) init for words without a vector; None: variance-matched to `kv` (Kim 2014)
-                     seed:int=0
-                    ) -> tuple[Tensor, list[str]]:
-    "`(len(vocab), kv.vector_size)` embedding matrix from `kv` (pad row zero) and the list of words it lacks."
-    if scale is None: scale = math.sqrt(3 * float(kv.vectors.var()))
-    g = torch.Generator().manual_seed(seed)
-    w = (torch.rand(len(vocab), kv.vector_size, generator=g) * 2 - 1) * scale
-    oov = []
-    for i, t in enumerate(vocab.itos):
-        v = _lookup(kv, t)
-        if v is not None: w[i] = torch.from_numpy(np.array(v, dtype=np.float32))
-        elif i != vocab.pad_idx: oov.append(t)
-    if vocab.pad_idx is not None: w[vocab.pad_idx] = 0
-    return w, oov
-
 def _kind(t):
     if t.startswith('<') and t.endswith('>'): return 'special'
     if re.fullmatch(r'\d+', t): return 'number'
