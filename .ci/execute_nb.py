@@ -2,7 +2,9 @@
 Usage (from the repo root): python .ci/execute_nb.py nbs/10_lenet.ipynb [--skip-flags] [--gpu]
 Then run `nbdev_clean --fname nbs/10_lenet.ipynb`. Outputs of every cell are saved in the notebook, so the docs show them.
 --skip-flags runs only the smoke cells (what nbdev_test runs) but still saves their outputs."""
-import sys, os, argparse, time
+import sys, os, argparse, time, warnings
+os.environ.setdefault('IN_TEST', '1')   # quiet learners (no epoch tables or bars in saved outputs) and one torch thread per process
+warnings.filterwarnings('ignore', category=FutureWarning)   # library deprecation notices are not for readers
 import torch
 from pathlib import Path
 from execnb.nbio import read_nb, write_nb
@@ -22,6 +24,8 @@ def pre(cell):
     if a.skip_flags and flags & {'slow', 'gpu'}: return True
     if 'gpu' in flags and not (a.gpu or torch.cuda.is_available()): return True   # never start a GPU recipe on a CPU by accident
     return False
+for cell in nb.cells:                                      # a cell that now prints nothing must not keep an old output
+    if cell.cell_type == 'code' and not pre(cell): cell.outputs, cell.execution_count = [], None
 sh = CaptureShell(nb_path)
 t = time.time()
 with working_directory(nb_path.parent):

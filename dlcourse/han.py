@@ -4,17 +4,15 @@
 
 # %% ../nbs/26_han.ipynb #a328d4f1
 from __future__ import annotations
-import csv, html, json, math, re, tarfile, tempfile, time, io
-from dataclasses import dataclass, asdict
+import html, json, math, re, shutil, tempfile
+from dataclasses import dataclass, asdict, replace
 from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from fastcore.basics import patch
 from fastai.learner import Learner
 from fastai.callback.schedule import ParamScheduler
@@ -23,40 +21,15 @@ from .core import *
 from .data import *
 from .train import *
 from .text import *
+from .layers import PackedRNN, AttentionPool
+from .experiments import experiment, study_data, preset
 
 # %% auto #0
-__all__ = ['HAN_DATASETS', 'AttentionPool', 'BiGRU', 'HAN', 'triangular', 'KeepSchedule', 'cyclical_scheduler', 'split_sentences',
+__all__ = ['HAN_DATASETS', 'HAN_PRESETS', 'HAN', 'triangular', 'KeepSchedule', 'cyclical_scheduler', 'split_sentences',
            'doc_tokens', 'encode_doc', 'write_bucketed', 'DiskBatches', 'han_dls', 'attention_html', 'show_attention',
-           'padding_report', 'iter_imdb', 'iter_yelp', 'shuffle_stream', 'HANConfig', 'prepare_han_data', 'han_model',
-           'train_han', 'han_study']
-
-# %% ../nbs/26_han.ipynb #228e46f8
-class AttentionPool(nn.Module):
-    "Yang et al. (2016) attention: weights softmax(tanh(W h + b) . u) over real positions; returns (pooled, weights)."
-    def __init__(self, ni:int, # features per position
-                 attn_dim:int=100 # size of the hidden attention representation u
-                ):
-        super().__init__()
-        self.proj = nn.Linear(ni, attn_dim)
-        self.context = nn.Parameter(torch.randn(attn_dim) * 0.05)   # u_w (or u_s): "what is informative?"
-
-    def forward(self, h:torch.Tensor, # `(bs, seq, ni)`
-                mask:torch.Tensor|None=None # `(bs, seq)`, True at real positions
-               ) -> tuple:
-        scores = torch.tanh(self.proj(h)) @ self.context           # (bs, seq)
-        if mask is not None: scores = scores.masked_fill(~mask, float('-inf'))
-        w = torch.softmax(scores, dim=1).nan_to_num(0.)            # (bs, seq); all-pad rows -> zeros
-        return (w.unsqueeze(2) * h).sum(1), w                      # (bs, ni), (bs, seq)
+           'padding_report', 'han_documents', 'HANConfig', 'prepare_han_data', 'han_model', 'train_han', 'han_study']
 
 # %% ../nbs/26_han.ipynb #96979114
-class BiGRU(nn.Module):
-    "Bidirectional GRU over a packed batch: `(bs, seq, ni)` + lengths -> `(bs, seq, 2*hidden)` (zeros at padding)."
-    def __init__(self, ni:int, hidden:int): super().__init__(); self.rnn = nn.GRU(ni, hidden, batch_first=True, bidirectional=True)
-    def forward(self, x:torch.Tensor, lengths:torch.Tensor) -> torch.Tensor:
-        packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]  # (bs, seq, 2*hidden)
-
 class HAN(nn.Module):
     "Hierarchical Attention Network: word bi-GRU + attention -> sentence bi-GRU + attention -> linear; `(bs, n_classes)` logits."
     def __init__(self, vocab_sz:int, # vocabulary size
@@ -71,8 +44,8 @@ class HAN(nn.Module):
         super().__init__()
         self.pad_idx = pad_idx
         self.emb = nn.Embedding(vocab_sz, emb_dim, padding_idx=pad_idx)
-        self.word_rnn, self.word_attn = BiGRU(emb_dim, word_hidden), AttentionPool(2 * word_hidden, attn_dim)
-        self.sent_rnn, self.sent_attn = BiGRU(2 * word_hidden, sent_hidden), AttentionPool(2 * sent_hidden, attn_dim)
+        self.word_rnn, self.word_attn = PackedRNN(emb_dim, word_hidden, 'gru', bidir=True), AttentionPool(2 * word_hidden, attn_dim)
+        self.sent_rnn, self.sent_attn = PackedRNN(2 * word_hidden, sent_hidden, 'gru', bidir=True), AttentionPool(2 * sent_hidden, attn_dim)
         self.drop = nn.Dropout(p)
         self.fc = nn.Linear(2 * sent_hidden, n_classes)
 
@@ -86,12 +59,12 @@ class HAN(nn.Module):
         wlen = wmask.sum(1)                                            # (bs*S,)
         real = (wlen > 0).nonzero().squeeze(1)                         # sentences that exist
         e = self.drop(self.emb(words[real]))                           # (n_real, W, emb)
-        h = self.word_rnn(e, wlen[real])                               # (n_real, W, 2*wh)
+        h = self.word_rnn(e, wlen[real])[0]                            # (n_real, W, 2*wh), zeros at pads
         s_real, a_real = self.word_attn(h, wmask[real])                # (n_real, 2*wh), (n_real, W)
         sents = h.new_zeros(bs * S, s_real.shape[1]).index_copy(0, real, s_real).view(bs, S, -1)  # (bs, S, 2*wh)
         word_w = h.new_zeros(bs * S, W).index_copy(0, real, a_real).view(bs, S, W)
         smask = (wlen > 0).view(bs, S)                                 # (bs, S)
-        hs = self.sent_rnn(self.drop(sents), smask.sum(1))             # (bs, S, 2*sh)
+        hs = self.sent_rnn(self.drop(sents), smask.sum(1))[0]          # (bs, S, 2*sh)
         doc, sent_w = self.sent_attn(hs, smask)                        # (bs, 2*sh), (bs, S)
         return self.fc(self.drop(doc)), word_w, sent_w                 # (bs, n_classes), ...
 
@@ -197,32 +170,39 @@ class DiskBatches:
     def __init__(self, folder:str|Path, # a folder written by `write_bucketed`
                  shuffle:bool=False, # new random file order every epoch
                  device=None, # where batches go (default: `default_device()`)
-                 seed:int|None=None # seed for the file order
+                 seed:int|None=None # seed of the file order: epoch e draws from (seed, e); None: from torch's global RNG
                 ):
-        self.folder, self.shuffle, self.seed = Path(folder), shuffle, seed
+        self.folder, self.shuffle = Path(folder), shuffle
         if not (self.folder/'index.json').exists(): raise FileNotFoundError(f"No index.json in {self.folder}; write it with write_bucketed")
         self.index = json.loads((self.folder/'index.json').read_text())
         self.files, self.bs = self.index['files'], self.index['bs']
         self.device = default_device(device)
-        self.dataset, self._epoch = self, 0
+        self.dataset = self
+        self.set_seed(seed)
     def __len__(self): return len(self.files)
     @property
     def n(self) -> int: return self.index['n_docs']
     def to(self, device):
         "Send future batches to `device`."
         self.device = torch.device(device); return self
+    def set_seed(self, seed:int|None # the new seed (None: draw one from torch's global RNG every epoch)
+                ):
+        "Store `seed` and restart the epoch count, so the next epoch is the first epoch of `seed`."
+        self.seed, self._epoch = seed, 0
     def new(self, **kwargs):
-        "A copy with `shuffle` (or `device`, `seed`) changed."
+        "A copy with `shuffle` (or `device`, `seed`) changed; the seed is copied unless given."
         kw = dict(shuffle=self.shuffle, device=self.device, seed=self.seed)
         kw.update({k: v for k, v in kwargs.items() if k in kw})
         return DiskBatches(self.folder, **kw)
+    def order(self) -> list[int]:
+        "The file order of one epoch (a shuffled loader moves on to its next epoch)."
+        if not self.shuffle: return list(range(len(self.files)))
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))
+        rng = np.random.default_rng([seed, self._epoch]); self._epoch += 1
+        return rng.permutation(len(self.files)).tolist()
     def __iter__(self):
-        order = list(range(len(self.files)))
-        if self.shuffle:
-            g = torch.Generator().manual_seed((self.seed if self.seed is not None else torch.initial_seed()) + self._epoch)
-            order = torch.randperm(len(order), generator=g).tolist(); self._epoch += 1
-        for i in order:
-            b = torch.load(self.folder/self.files[i]['file'])
+        for i in self.order():
+            b = torch.load(self.folder/self.files[i]['file'], weights_only=True)
             yield b['x'].long().to(self.device), b['y'].to(self.device)
     def one_batch(self):
         "The first batch."
@@ -231,11 +211,13 @@ class DiskBatches:
 def han_dls(train:str|Path, # folder of the training batches
             valid:str|Path, # folder of the validation batches
             test:str|Path|None=None, # folder of the test batches
-            device=None, seed:int=0) -> DataLoaders:
+            device=None, # where batches go
+            seed:int|None=0 # seed of the training order (`dlcourse.train.run` re-seeds it per run)
+           ) -> DataLoaders:
     "fastai `DataLoaders` over folders written by `write_bucketed` (shuffled train; `dls.test` when given)."
     tr = DiskBatches(train, shuffle=True, device=device, seed=seed)
-    dls = DataLoaders(tr, DiskBatches(valid, device=tr.device), device=tr.device)
-    dls.test = DiskBatches(test, device=tr.device) if test is not None else None
+    dls = DataLoaders(tr, DiskBatches(valid, device=tr.device, seed=seed), device=tr.device)
+    dls.test = DiskBatches(test, device=tr.device, seed=seed) if test is not None else None
     dls.train_eval = tr.new(shuffle=False)
     return dls
 
@@ -297,41 +279,24 @@ def padding_report(index:dict, # from `write_bucketed`
     return dict(docs=len(sh), batches=len(index['files']), bucketed_density=index['density'], random_density=float(rand),
                 padding_saved=float(1 - rand / index['density']))
 
-# %% ../nbs/26_han.ipynb #916935ab
-def iter_imdb(folder:str|Path, # the extracted aclImdb folder (or a parent of it)
-              split:str='train', # 'train' or 'test'
-              seed:int=0 # seed of the reading order
-             ) -> Iterator:
-    "Stream `(review, label 0/1)` from an extracted IMDB folder in a seeded random order."
-    if split not in ('train', 'test'): raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    root = Path(folder) if Path(folder).name == 'aclImdb' else next(Path(folder).rglob('aclImdb'))
-    paths = [(p, int(lab == 'pos')) for lab in ('neg', 'pos') for p in sorted((root/split/lab).glob('*.txt'))]
-    for i in np.random.default_rng(seed).permutation(len(paths)):
-        p, y = paths[i]
-        yield p.read_text(encoding='utf-8'), y
+# %% ../nbs/26_han.ipynb #8ad04c40
+HAN_DATASETS = ('imdb', 'yelp-review-full')
 
-def iter_yelp(folder:str|Path, # the extracted yelp_review_full_csv folder (or a parent)
-              split:str='train' # 'train' or 'test'
-             ) -> Iterator:
-    "Stream `(review, label 0..4)` from the Yelp review CSV, one row at a time."
-    p = next(Path(folder).rglob(f'{split}.csv'))
-    with open(p, encoding='utf-8', newline='') as f:
-        for row in csv.reader(f): yield row[1].replace('\\n', '\n'), int(row[0]) - 1
-
-def shuffle_stream(it:Iterable, # any stream
-                   buffer:int=10_000, # items held in memory
-                   seed:int=0) -> Iterator:
-    "Approximately shuffle a stream with a bounded buffer (each new item swaps with a random held one)."
-    rng, buf = np.random.default_rng(seed), []
-    for x in it:
-        if len(buf) < buffer: buf.append(x); continue
-        i = int(rng.integers(buffer)); yield buf[i]; buf[i] = x
-    for i in rng.permutation(len(buf)): yield buf[i]
+def han_documents(dataset:str, # 'imdb' or 'yelp-review-full'
+                  files:dict, # what `fetch(dataset)` returned (its one archive, extracted)
+                  split:str='train', # 'train' or 'test'
+                  seed:int=0 # seed of the order
+                 ) -> list[tuple]:
+    "`(text, label)` pairs of one split, read with `read_imdb`/`read_yelp`, in a seeded random order."
+    if dataset not in HAN_DATASETS: raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(HAN_DATASETS)}")
+    folder = next(iter(files.values()))
+    texts, labels = (read_imdb if dataset == 'imdb' else read_yelp)(folder, split)
+    return [(texts[i], int(labels[i])) for i in np.random.default_rng(seed).permutation(len(texts))]
 
 # %% ../nbs/26_han.ipynb #855b4537
-@dataclass
+@dataclass(frozen=True)
 class HANConfig:
-    "HAN sizes (Yang et al. 2016 used 200-d embeddings and 50-unit GRUs) and the training settings of our runs."
+    "HAN sizes (Yang et al. 2016 used 200-d embeddings and 50-unit GRUs), document limits, split sizes and training settings."
     emb_dim:int = 100             # word embedding size (the paper: 200)
     word_hidden:int = 50          # word GRU units per direction (the paper: 50)
     sent_hidden:int = 50          # sentence GRU units per direction (the paper: 50)
@@ -342,75 +307,81 @@ class HANConfig:
     max_words:int = 40            # words kept per sentence
     min_freq:int = 3              # vocabulary cut-off
     max_vocab:int = 30_000        # vocabulary size cap
+    n_train:int|None = 8000       # training documents (None: all that remain after validation); 8,000 fit our CPU budget
+    n_valid:int = 1000            # documents held out of the training split for validation
+    n_test:int|None = 5000        # test documents from the official test split (None: all)
     opt:str = 'adam'              # the reference used SGD + momentum ('sgd' here); Adam converges in our 2-epoch budget
     lr_range:tuple = (3e-4, 3e-3) # cyclical learning rate bounds (for 'sgd' try (0.02, 0.2))
     mom_range:tuple = (0.95, 0.85)  # cyclical momentum (Adam's beta1): high at low LR, low at high LR
     n_cycles:int = 2              # LR cycles over the whole run
     clip:float = 1.0              # gradient-norm clipping (GRUs + SGD)
-    epochs:int = 2                # epochs
+    epochs:int = 2                # epochs (the real run's CPU budget)
 
-HAN_DATASETS = ('imdb', 'yelp-review-full')
+HAN_PRESETS = {
+    'smoke': HANConfig(emb_dim=16, word_hidden=8, sent_hidden=8, attn_dim=8, bs=16, min_freq=1,  # a generated fixture in seconds
+                       n_train=150, n_valid=50, n_test=100, epochs=1),
+    'full': HANConfig(),
+}
 
-def _stream(name, folder, split, seed):
-    if name == 'imdb': return iter_imdb(folder, split, seed)
-    return shuffle_stream(iter_yelp(folder, split), seed=seed)
-
-def prepare_han_data(dataset:str='imdb', # 'imdb' (2 classes) or 'yelp-review-full' (5 classes)
+def prepare_han_data(dataset:str, # 'imdb' (2 classes) or 'yelp-review-full' (5 classes)
+                     cfg:HANConfig, # document limits, split sizes, batch size and vocabulary settings
                      work_dir:str|Path|None=None, # where the batch folders go (default: a new temporary folder)
-                     n_train:int|None=None, # documents for training (default: all that remain after validation)
-                     n_valid:int=1000, # documents held out of the training split for validation
-                     n_test:int|None=None, # test documents (default: the whole test split)
-                     cfg:HANConfig|None=None, seed:int=0, cache=None, info=None, device=None) -> dict:
-    "Stream a corpus into bucketed batch files; dict(dls, vocab, classes, index per split, seconds)."
-    from itertools import islice
+                     seed:int=0, # seed of the document order (so of the splits) and of the training order
+                     cache=None, # the data cache folder
+                     info=None, # a `DatasetInfo` to use instead of the registered data (e.g. a fixture)
+                     device=None # where batches go
+                    ) -> dict:
+    "Read a corpus and write it as bucketed batch files; dict(dls, vocab, classes, index per split, seconds, work_dir)."
     if dataset not in HAN_DATASETS: raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(HAN_DATASETS)}")
-    cfg = cfg or HANConfig()
-    folder = next(iter(fetch(info or dataset, cache=cache, progress=False).values()))
+    files = fetch(info or dataset, cache=cache, progress=False)
     work = Path(work_dir or tempfile.mkdtemp(prefix='han_'))
-    train_stream = lambda: islice(_stream(dataset, folder, 'train', seed), n_valid, None if n_train is None else n_valid + n_train)
     with Timer() as t:
-        vocab = Vocab.build((tokenize(t) for t, _ in train_stream()), min_freq=cfg.min_freq, max_size=cfg.max_vocab)
+        docs = han_documents(dataset, files, 'train', seed)
+        n_tr = None if cfg.n_train is None else cfg.n_valid + cfg.n_train
+        valid, train, test = docs[:cfg.n_valid], docs[cfg.n_valid:n_tr], han_documents(dataset, files, 'test', seed)[:cfg.n_test]
+        vocab = Vocab.build((tokenize(t) for t, _ in train), min_freq=cfg.min_freq, max_size=cfg.max_vocab)
         kw = dict(bs=cfg.bs, max_sents=cfg.max_sents, max_words=cfg.max_words)
-        idx = dict(valid=write_bucketed(islice(_stream(dataset, folder, 'train', seed), n_valid), vocab, work/'valid', **kw),
-                   train=write_bucketed(train_stream(), vocab, work/'train', **kw),
-                   test=write_bucketed(islice(_stream(dataset, folder, 'test', seed), n_test), vocab, work/'test', **kw))
+        idx = {k: write_bucketed(iter(v), vocab, work/k, **kw) for k, v in dict(valid=valid, train=train, test=test).items()}
     classes = ['neg', 'pos'] if dataset == 'imdb' else ['1 star', '2 stars', '3 stars', '4 stars', '5 stars']
     return dict(dls=han_dls(work/'train', work/'valid', work/'test', device=device, seed=seed), vocab=vocab, classes=classes,
                 index=idx, seconds=t.seconds, work_dir=work, dataset=dataset)
 
 def han_model(d:dict, # from `prepare_han_data`
-              cfg:HANConfig|None=None) -> nn.Module:
+              cfg:HANConfig # the sizes
+             ) -> nn.Module:
     "A fresh HAN sized by `cfg` for the data `d`."
-    cfg = cfg or HANConfig()
     return HAN(len(d['vocab']), len(d['classes']), cfg.emb_dim, cfg.word_hidden, cfg.sent_hidden, cfg.attn_dim, cfg.p, d['vocab'].pad_idx)
 
 def train_han(d:dict, # from `prepare_han_data`
-              cfg:HANConfig|None=None, epochs:int|None=None, seed:int=0) -> tuple:
+              cfg:HANConfig, # sizes and training settings
+              epochs:int|None=None, # default: `cfg.epochs`
+              seed:int=0 # seed of the model's initialisation and of the batch order
+             ) -> tuple:
     "Train a HAN on `d` through `dlcourse.train.run` with the cyclical LR/momentum callback; returns (row, learner)."
-    cfg = cfg or HANConfig()
     return run(partial(han_model, d, cfg), d['dls'], epochs=epochs or cfg.epochs, lr=cfg.lr_range[1], one_cycle=False, seed=seed,
                name='HAN', opt=cfg.opt, clip=cfg.clip, eval_train=False, quiet=True, cbs=[cyclical_scheduler(cfg.lr_range, cfg.mom_range, cfg.n_cycles)])
 
 # %% ../nbs/26_han.ipynb #c8cf21ab
-@experiment('han', help="Hierarchical Attention Network from bucketed disk batches with cyclical LR and momentum",
-            datasets=HAN_DATASETS)
+@experiment('han')
 def han_study(dataset:str='imdb', # 'imdb' or 'yelp-review-full'
-              epochs:int|None=None, # default: 1 at smoke scale, `cfg.epochs` at full scale
-              scale:str|None=None, # 'smoke' (tiny network, 200 documents) or 'full'
-              seed:int=0, # seed of the reading order and of training
-              n_train:int|None=None, n_valid:int=1000, n_test:int|None=None, # documents per split (default: all)
-              cfg:HANConfig|None=None, cache=None, info=None, work_dir=None, device=None) -> pd.DataFrame:
+              epochs:int|None=None, # default: the preset's (1 at smoke scale)
+              scale:str|None=None, # 'smoke' (generated fixture, tiny network) or 'full' (the real data)
+              seed:int=0, # seed of the document order and of training
+              cfg:HANConfig|None=None, # sizes and settings (default: `HAN_PRESETS[scale]`)
+              info=None, # a `DatasetInfo` to use instead of the registered data (e.g. your own fixture)
+              cache=None, # the data cache folder
+              device=None # where to train
+             ) -> pd.DataFrame:
     "Prepare bucketed disk batches, train a HAN with cyclical schedules; one row with accuracy, time and bucketing statistics."
-    scale = get_scale(scale)
-    if scale == 'smoke':
-        cfg = cfg or HANConfig(emb_dim=16, word_hidden=8, sent_hidden=8, attn_dim=8, bs=16, min_freq=1)
-        n_train, n_valid, n_test = n_train or 200, min(n_valid, 50), n_test or 100
-    cfg = cfg or HANConfig()
-    d = prepare_han_data(dataset, work_dir, n_train, n_valid, n_test, cfg, seed, cache, info, device)
-    row, learn = train_han(d, cfg, epochs or (cfg.epochs if scale == 'full' else 1), seed)
+    c = preset(HAN_PRESETS, scale, cfg, epochs=epochs)
+    info, cache, desc = study_data(dataset, scale, info, cache, n=200)   # smoke: 200 generated documents per split
+    d = prepare_han_data(dataset, c, seed=seed, cache=cache, info=info, device=device)
+    try: row, learn = train_han(d, c, seed=seed)
+    finally: shutil.rmtree(d['work_dir'], ignore_errors=True)
     pr = padding_report(d['index']['train'], seed)
-    row.update(dataset=dataset, scale=scale, n_train=d['index']['train']['n_docs'], n_valid=d['index']['valid']['n_docs'],
-               n_test=d['index']['test']['n_docs'], vocab=len(d['vocab']), prepare_seconds=d['seconds'],
-               bucketed_density=pr['bucketed_density'], random_density=pr['random_density'], config=str(asdict(cfg)))
+    row.update(dataset=dataset, scale=get_scale(scale), data=desc, n_train=d['index']['train']['n_docs'],
+               n_valid=d['index']['valid']['n_docs'], n_test=d['index']['test']['n_docs'], vocab=len(d['vocab']),
+               prepare_seconds=d['seconds'], bucketed_density=pr['bucketed_density'], random_density=pr['random_density'],
+               config=str(asdict(c)))
     df = pd.DataFrame([row]); df.attrs['history'] = learn.history
     return df

@@ -4,52 +4,28 @@
 
 # %% ../nbs/27_hybrid.ipynb #7008f95c
 from __future__ import annotations
-import math, time
-from dataclasses import dataclass, asdict
-from pathlib import Path
+import math
+from dataclasses import dataclass, asdict, replace
 from functools import partial
+from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
 from .core import *
 from .data import *
 from .train import *
 from .text import *
-from .kim_cnn import text_input, conv1d_block, load_sentences, sentence_vocab, sentence_dls, SENTENCE_DATASETS
+from .layers import layer_block, split_input, PackedRNN
+from .experiments import experiment, study_data, preset
 
 # %% auto #0
-__all__ = ['HYBRID_MODELS', 'OPT_LRS', 'PackedRNN', 'TextHybrid', 'cnn1d', 'lstm_net', 'bilstm_net', 'cnn_lstm', 'cnn_bilstm',
-           'HybridConfig', 'hybrid_study', 'who_won', 'summary_text', 'plot_grid_curves', 'plot_grid',
+__all__ = ['HYBRID_MODELS', 'OPT_LRS', 'HYBRID_PRESETS', 'TextHybrid', 'cnn1d', 'lstm_net', 'bilstm_net', 'cnn_lstm',
+           'cnn_bilstm', 'HybridConfig', 'hybrid_study', 'who_won', 'summary_text', 'plot_grid_curves', 'plot_grid',
            'naive_bayes_baseline']
 
 # %% ../nbs/27_hybrid.ipynb #9c2caf50
-class PackedRNN(nn.Module):
-    "LSTM/GRU over a packed batch; returns the last hidden state of each direction, concatenated `(bs, hidden*dirs)`."
-    def __init__(self, ni:int, # input features per step
-                 hidden:int=64, # hidden units per direction
-                 kind:str='lstm', # 'lstm' or 'gru'
-                 bidir:bool=False, # also read right-to-left
-                 n_layers:int=1 # stacked layers
-                ):
-        super().__init__()
-        kinds = {'lstm': nn.LSTM, 'gru': nn.GRU}
-        if kind not in kinds: raise ValueError(f"Unknown rnn {kind!r}; valid: {', '.join(kinds)}")
-        self.rnn = kinds[kind](ni, hidden, num_layers=n_layers, batch_first=True, bidirectional=bidir)
-        self.n_out = hidden * (2 if bidir else 1)
-
-    def forward(self, x:torch.Tensor, # `(bs, seq, ni)` features
-                lengths:torch.Tensor|None=None # true lengths `(bs,)`; None = all full
-               ) -> torch.Tensor:
-        if lengths is None: lengths = torch.full((x.shape[0],), x.shape[1])
-        packed = pack_padded_sequence(x, lengths.clamp(1, x.shape[1]).cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.rnn(packed)
-        h = h[0] if isinstance(h, tuple) else h                   # (layers*dirs, bs, hidden)
-        last = h[-2:] if self.rnn.bidirectional else h[-1:]       # the top layer's directions
-        return torch.cat(list(last), dim=1)                       # (bs, hidden*dirs)
-
 class TextHybrid(nn.Module):
     "Embedding -> [conv block -> max-pool] -> [LSTM/BiLSTM | global max-pool] -> dropout -> linear: `(bs, n_classes)` logits."
     def __init__(self, vocab_sz:int, # vocabulary size
@@ -59,7 +35,7 @@ class TextHybrid(nn.Module):
                  n_filters:int=64, # convolution feature maps
                  ks:int=5, # convolution width in tokens
                  pool:int=2, # max-pool size after the convolution when an RNN follows
-                 rnn:str|None='lstm', # 'lstm', 'gru' or None (global max-pool instead)
+                 rnn:str|None='lstm', # a cell of `RNN_CELLS` ('lstm', 'gru', 'rnn') or None (global max-pool instead)
                  hidden:int=64, # RNN hidden units per direction
                  bidir:bool=False, # bidirectional RNN
                  p:float=0.3, # dropout on the embeddings and before the output layer
@@ -70,14 +46,13 @@ class TextHybrid(nn.Module):
         self.pad_idx, self.pool = pad_idx, (pool if conv and rnn else 1)
         self.emb = nn.Embedding(vocab_sz, emb_dim, padding_idx=pad_idx)
         self.emb_drop = nn.Dropout(p)
-        self.conv = conv1d_block(emb_dim, n_filters, ks, padding='same') if conv else None
+        self.conv = layer_block(emb_dim, n_filters, ks, padding='same', act='relu', ndim=1) if conv else None  # Conv1d -> ReLU
         n = n_filters if conv else emb_dim
-        self.rnn = PackedRNN(n, hidden, rnn, bidir) if rnn else None
+        self.rnn = PackedRNN(n, hidden, rnn, bidir=bidir) if rnn else None
         self.head = nn.Sequential(nn.Dropout(p), nn.Linear(self.rnn.n_out if rnn else n, n_classes))
 
     def forward(self, x, lengths=None) -> torch.Tensor:
-        ids, lengths = text_input(x, lengths)                     # (bs, seq)
-        if lengths is None: lengths = (ids != self.pad_idx).sum(1).clamp_min(1)
+        ids, lengths = split_input(x, lengths, self.pad_idx)      # (bs, seq), (bs,) counted from the pads when not given
         h = self.emb_drop(self.emb(ids))                          # (bs, seq, emb)
         if self.conv is not None:
             h = self.conv(h.transpose(1, 2))                      # (bs, filters, seq)
@@ -89,7 +64,7 @@ class TextHybrid(nn.Module):
                 h = F.max_pool1d(h, self.pool, ceil_mode=True)    # (bs, filters, ceil(seq/pool))
                 lengths = (lengths + self.pool - 1) // self.pool
             h = h.transpose(1, 2)                                 # (bs, seq', filters)
-        return self.head(self.rnn(h, lengths))                    # (bs, n_classes)
+        return self.head(self.rnn(h, lengths)[1])                 # final state (bs, hidden*dirs) -> (bs, n_classes)
 
 def cnn1d(vocab_sz, n_classes, **kw):
     "1-D CNN: conv -> global max-pool -> linear."
@@ -110,7 +85,7 @@ def cnn_bilstm(vocab_sz, n_classes, **kw):
 HYBRID_MODELS = {'cnn': cnn1d, 'lstm': lstm_net, 'bilstm': bilstm_net, 'cnn+lstm': cnn_lstm, 'cnn+bilstm': cnn_bilstm}
 
 # %% ../nbs/27_hybrid.ipynb #d29b22a8
-OPT_LRS = {  # optimiser name (dlcourse.train.OPTIMIZERS) -> constant learning rate
+OPT_LRS = {  # optimiser name (dlcourse.train.OPTIMIZERS) -> constant learning rate: the default of `HybridConfig.opts`
     'adam': 1e-3,      # Kingma & Ba's default
     'sgd': 0.05,       # with momentum 0.9; plain SGD at Keras' 0.01 barely moves in a few epochs
     'adagrad': 0.05,   # between PyTorch's 0.01 and the 0.1 often used for sparse text features
@@ -118,9 +93,9 @@ OPT_LRS = {  # optimiser name (dlcourse.train.OPTIMIZERS) -> constant learning r
     'adadelta': 1.0,   # Zeiler (2012): the rate is a scale on the ratio of running averages
 }
 
-@dataclass
+@dataclass(frozen=True)
 class HybridConfig:
-    "Sizes and training settings shared by the five networks (kept small for a CPU)."
+    "Sizes and training settings shared by the five networks (kept small for a CPU), and the grid to train."
     emb_dim:int = 64      # embedding size
     n_filters:int = 64    # convolution feature maps
     ks:int = 5            # convolution width (tokens)
@@ -128,53 +103,51 @@ class HybridConfig:
     p:float = 0.3         # dropout
     bs:int = 64           # batch size
     epochs:int = 4        # epochs per run (25 runs must fit ~10 min of a shared 2-core CPU)
-    min_freq:int = 1      # vocabulary cut-off
+    min_freq:int = 1      # vocabulary cut-off: every training word (TREC is small)
+    models:tuple = tuple(HYBRID_MODELS)   # networks of the grid (names in `HYBRID_MODELS`)
+    opts:tuple = tuple(OPT_LRS.items())   # (optimiser, constant learning rate) pairs of the grid (see `OPT_LRS`)
+
+HYBRID_PRESETS = {
+    'smoke': HybridConfig(emb_dim=16, n_filters=8, hidden=8, bs=16, epochs=1),  # the whole 5 x 5 grid on a fixture in seconds
+    'full': HybridConfig(),
+}
 
 # %% ../nbs/27_hybrid.ipynb #2a259cf3
-@experiment('hybrid-optimizers', help="1-D CNN, LSTM, BiLSTM, CNN+LSTM, CNN+BiLSTM x Adam/SGD/AdaGrad/RMSProp/Adadelta",
-            datasets=SENTENCE_DATASETS)
+@experiment('hybrid-optimizers')
 def hybrid_study(dataset:str='trec', # 'trec' (6 classes) or 'mr-rt-polarity'
-                 epochs:int|None=None, # default: 1 at smoke scale, `cfg.epochs` at full scale
-                 scale:str|None=None, # 'smoke' (tiny networks) or 'full'
+                 epochs:int|None=None, # default: the preset's (1 at smoke scale)
+                 scale:str|None=None, # 'smoke' (generated fixture, tiny networks) or 'full' (the real data)
                  seed:int=0, # seed of the validation split and of every run
-                 models:tuple=tuple(HYBRID_MODELS), # names in HYBRID_MODELS
-                 opts:tuple=tuple(OPT_LRS), # names in OPT_LRS
-                 cfg:HybridConfig|None=None, # sizes (default: HybridConfig(), tiny at smoke scale)
-                 cache=None, info=None, # data location / a fixture `DatasetInfo`
-                 device=None) -> pd.DataFrame:
-    "Train every network with every optimiser on `dataset`; one row per (model, optimiser) run."
-    bad = [m for m in models if m not in HYBRID_MODELS] + [o for o in opts if o not in OPT_LRS]
-    if bad: raise ValueError(f"Unknown {bad}; models: {', '.join(HYBRID_MODELS)}; optimisers: {', '.join(OPT_LRS)}")
-    scale = get_scale(scale)
-    cfg = cfg or (HybridConfig() if scale == 'full' else HybridConfig(emb_dim=16, n_filters=8, hidden=8, bs=16))
-    epochs = epochs or (cfg.epochs if scale == 'full' else 1)
-    data = load_sentences(dataset, cache=cache, info=info, seed=seed)
-    vocab = sentence_vocab(data['train'][0], cfg.min_freq)
-    dls = sentence_dls(data, vocab, cfg.bs, device, seed)
-    kw = dict(emb_dim=cfg.emb_dim, n_filters=cfg.n_filters, ks=cfg.ks, hidden=cfg.hidden, p=cfg.p, pad_idx=vocab.pad_idx)
-    dfs = []
-    for opt in opts:
-        variants = {f'{m} / {opt}': partial(HYBRID_MODELS[m], len(vocab), len(data['classes']), **kw) for m in models}
-        d = compare(variants, dls, epochs=epochs, seeds=(seed,), lr=OPT_LRS[opt], opt=opt, one_cycle=False, eval_train=False, quiet=True)
-        d.insert(0, 'model', list(models)); d.insert(1, 'optimizer', opt)
-        dfs.append(d)
-    df = concat_runs(dfs)
-    df.insert(2, 'family', ['hybrid' if '+' in m else 'standard' for m in df['model']])
-    df['dataset'], df['scale'], df['split'] = dataset, scale, data['split']
-    hist = df.attrs['history']
-    hist[['model', 'optimizer']] = hist['name'].str.split(' / ', expand=True)
+                 cfg:HybridConfig|None=None, # sizes and grid (default: `HYBRID_PRESETS[scale]`)
+                 info=None, # a `DatasetInfo` to use instead of the registered data (e.g. your own fixture)
+                 cache=None, # the data cache folder
+                 device=None # where to train
+                ) -> pd.DataFrame:
+    "Train every network of `cfg.models` with every optimiser of `cfg.opts` on `dataset`; one row per (model, optimiser) run."
+    c = preset(HYBRID_PRESETS, scale, cfg, epochs=epochs)
+    bad = [m for m in c.models if m not in HYBRID_MODELS] + [o for o, _ in c.opts if o not in OPTIMIZERS]
+    if bad: raise ValueError(f"Unknown {bad}; models: {', '.join(HYBRID_MODELS)}; optimisers: {', '.join(OPTIMIZERS)}")
+    info, cache, desc = study_data(dataset, scale, info, cache)
+    data = load_text_clf(dataset, seed=seed, cache=cache, info=info)
+    dls = text_clf_dls(data.train, data.valid, data.test, bs=c.bs, min_freq=c.min_freq, device=device, seed=seed)
+    kw = dict(emb_dim=c.emb_dim, n_filters=c.n_filters, ks=c.ks, hidden=c.hidden, p=c.p, pad_idx=dls.vocab.pad_idx)
+    variants = {f'{m} / {o}': Variant(partial(HYBRID_MODELS[m], len(dls.vocab), len(data.classes), **kw), opt=o, lr=lr,
+                                      cols=dict(model=m, opt=o, family='hybrid' if '+' in m else 'standard'))
+                for o, lr in c.opts for m in c.models}
+    df = compare(variants, dls, epochs=c.epochs, seeds=(seed,), one_cycle=False, eval_train=False, quiet=True)
+    df['dataset'], df['scale'], df['data'], df['config'] = dataset, get_scale(scale), desc, str(asdict(c))
     return df
 
 # %% ../nbs/27_hybrid.ipynb #d518c793
 def who_won(df:pd.DataFrame # rows from `hybrid_study`
            ) -> dict:
     "Winners read from the grid: best run, best optimiser per model, best model per optimiser, family and optimiser-kind means."
-    best = df.loc[df['test_acc'].idxmax()]
-    fam = df.groupby('family')['test_acc'].agg(['mean', 'max', 'count'])
-    kind = df.assign(kind=np.where(df['optimizer'] == 'sgd', 'non-adaptive (sgd)', 'adaptive')).groupby('kind')['test_acc'].agg(['mean', 'max'])
-    return dict(best=best[['model', 'optimizer', 'test_acc', 'seconds']].to_dict(),
-                best_opt_per_model=df.loc[df.groupby('model', sort=False)['test_acc'].idxmax(), ['model', 'optimizer', 'test_acc']].reset_index(drop=True),
-                best_model_per_opt=df.loc[df.groupby('optimizer', sort=False)['test_acc'].idxmax(), ['optimizer', 'model', 'test_acc']].reset_index(drop=True),
+    best = df.loc[df['test_accuracy'].idxmax()]
+    fam = df.groupby('family')['test_accuracy'].agg(['mean', 'max', 'count'])
+    kind = df.assign(kind=np.where(df['opt'] == 'sgd', 'non-adaptive (sgd)', 'adaptive')).groupby('kind')['test_accuracy'].agg(['mean', 'max'])
+    return dict(best=best[['model', 'opt', 'test_accuracy', 'seconds']].to_dict(),
+                best_opt_per_model=df.loc[df.groupby('model', sort=False)['test_accuracy'].idxmax(), ['model', 'opt', 'test_accuracy']].reset_index(drop=True),
+                best_model_per_opt=df.loc[df.groupby('opt', sort=False)['test_accuracy'].idxmax(), ['opt', 'model', 'test_accuracy']].reset_index(drop=True),
                 family=fam, optimizer_kind=kind,
                 fastest=df.groupby('model', sort=False)['s_per_epoch'].mean().sort_values())
 
@@ -183,10 +156,10 @@ def summary_text(w:dict # from `who_won`
     "The `who_won` answers as plain sentences."
     b, f = w['best'], w['family']
     win = 'hybrid' if f.loc['hybrid', 'max'] > f.loc['standard', 'max'] else 'standard'
-    lines = [f"Best run: {b['model']} with {b['optimizer']}, test accuracy {b['test_acc']:.3f} ({b['seconds']:.0f} s).",
+    lines = [f"Best run: {b['model']} with {b['opt']}, test accuracy {b['test_accuracy']:.3f} ({b['seconds']:.0f} s).",
              f"Best of each family: hybrid {f.loc['hybrid', 'max']:.3f}, standard {f.loc['standard', 'max']:.3f} -> {win} networks won; "
              f"means over all optimisers: hybrid {f.loc['hybrid', 'mean']:.3f}, standard {f.loc['standard', 'mean']:.3f}.",
-             "Best optimiser per network: " + ', '.join(f"{r.model}: {r.optimizer} ({r.test_acc:.3f})" for r in w['best_opt_per_model'].itertuples()) + '.',
+             "Best optimiser per network: " + ', '.join(f"{r.model}: {r.opt} ({r.test_accuracy:.3f})" for r in w['best_opt_per_model'].itertuples()) + '.',
              "Mean test accuracy by optimiser kind: " + ', '.join(f"{k} {v:.3f}" for k, v in w['optimizer_kind']['mean'].items()) + '.',
              "Seconds per epoch, fastest first: " + ', '.join(f"{k} {v:.1f}" for k, v in w['fastest'].items()) + '.']
     return '\n'.join(lines)
@@ -197,10 +170,10 @@ def plot_grid_curves(df:pd.DataFrame, # rows from `hybrid_study` (uses `df.attrs
                     ):
     "Validation loss (top) and `metric` (bottom) per epoch: one column per optimiser, one line per network."
     import matplotlib.pyplot as plt
-    h = df.attrs['history']; opts = list(dict.fromkeys(h['optimizer']))
+    h = df.attrs['history']; opts = list(dict.fromkeys(h['opt']))
     fig, axs = plt.subplots(2, len(opts), figsize=(3.2 * len(opts), 5.2), squeeze=False, sharey='row')
     for j, o in enumerate(opts):
-        for i, (m, g) in enumerate(h[h['optimizer'] == o].groupby('model', sort=False)):
+        for i, (m, g) in enumerate(h[h['opt'] == o].groupby('model', sort=False)):
             axs[0, j].plot(g['epoch'], g['valid_loss'], '-o', ms=2, color=f'C{i}', label=m)
             axs[1, j].plot(g['epoch'], g[metric], '-o', ms=2, color=f'C{i}', label=m)
         axs[0, j].set_title(o); axs[1, j].set_xlabel('epoch')
@@ -212,8 +185,8 @@ def plot_grid(df:pd.DataFrame # rows from `hybrid_study`
              ):
     "Heat map of test accuracy (model x optimiser) and bars of training seconds per run."
     import matplotlib.pyplot as plt
-    acc = df.pivot(index='model', columns='optimizer', values='test_acc').loc[list(dict.fromkeys(df['model'])), list(dict.fromkeys(df['optimizer']))]
-    sec = df.pivot(index='model', columns='optimizer', values='seconds').loc[acc.index, acc.columns]
+    acc = df.pivot(index='model', columns='opt', values='test_accuracy').loc[list(dict.fromkeys(df['model'])), list(dict.fromkeys(df['opt']))]
+    sec = df.pivot(index='model', columns='opt', values='seconds').loc[acc.index, acc.columns]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
     im = a.imshow(acc.values, cmap='viridis'); fig.colorbar(im, ax=a)
     a.set_xticks(range(acc.shape[1]), acc.columns); a.set_yticks(range(acc.shape[0]), acc.index)
@@ -225,22 +198,29 @@ def plot_grid(df:pd.DataFrame # rows from `hybrid_study`
     return acc
 
 # %% ../nbs/27_hybrid.ipynb #d2f25c1e
-def naive_bayes_baseline(data:dict, # from `load_sentences`
+def naive_bayes_baseline(data:TextData, # from `load_text_clf`
                          alpha:float=1.0, # additive (Laplace) smoothing
-                         ngram_range:tuple=(1, 2) # word n-grams used as features
+                         ngram_range:tuple=(1, 2), # word n-grams used as features
+                         seed:int=0 # recorded in the row (the fit itself is deterministic)
                         ) -> tuple:
-    "Multinomial Naive Bayes on bag-of-n-gram counts: (row dict like `run`'s, per-class report DataFrame, text report)."
+    "Multinomial Naive Bayes on bag-of-n-gram counts: (row with `run`'s layout, per-class report DataFrame, text report)."
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.naive_bayes import MultinomialNB
-    from sklearn.metrics import classification_report, accuracy_score
-    with Timer() as t:
+    from sklearn.metrics import classification_report
+    with Timer() as t, PeakMemory() as mem:
         vec = CountVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, ngram_range=ngram_range)
-        nb = MultinomialNB(alpha=alpha).fit(vec.fit_transform(data['train'][0]), data['train'][1])
-    pred = lambda s: nb.predict(vec.transform(data[s][0]))
-    y_te, p_te = data['test'][1], pred('test')
-    labels = list(range(len(data['classes'])))
-    kw = dict(labels=labels, target_names=data['classes'], zero_division=0)
-    report = pd.DataFrame(classification_report(y_te, p_te, output_dict=True, **kw)).T
-    row = dict(name='naive-bayes', model='naive-bayes', optimizer='-', family='baseline', valid_acc=accuracy_score(data['valid'][1], pred('valid')),
-               test_acc=accuracy_score(y_te, p_te), seconds=t.seconds, params=int(nb.feature_count_.size + nb.class_count_.size), **env_record('cpu'))
-    return row, report, classification_report(y_te, p_te, digits=3, **kw)
+        nb = MultinomialNB(alpha=alpha).fit(vec.fit_transform(data.train[0]), data.train[1])
+    labels = np.arange(len(data.classes))
+    def scores(split):
+        texts, y = split
+        logp = np.full((len(y), len(labels)), -np.inf); logp[:, nb.classes_] = nb.predict_log_proba(vec.transform(texts))
+        y = np.asarray(y)
+        return float(-logp[np.arange(len(y)), y].mean()), float((labels[logp.argmax(1)] == y).mean()), labels[logp.argmax(1)]
+    (trl, tra, _), (vl, va, _), (tel, tea, p_te) = scores(data.train), scores(data.valid), scores(data.test)
+    row = dict(name='naive-bayes', model='naive-bayes', opt='-', family='baseline', seed=seed, epochs=1,  # one counting pass
+               initial_loss=math.log(len(labels)), train_loss=trl, train_accuracy=tra, valid_loss=vl, valid_accuracy=va,
+               test_loss=tel, test_accuracy=tea, seconds=t.seconds, s_per_epoch=t.seconds, peak_mb=mem.rss_mb,
+               params=int(nb.feature_count_.size + nb.class_count_.size), lr=float('nan'), wd=0., **env_record('cpu'))
+    kw = dict(labels=list(labels), target_names=data.classes, zero_division=0)
+    report = pd.DataFrame(classification_report(data.test[1], p_te, output_dict=True, **kw)).T
+    return row, report, classification_report(data.test[1], p_te, digits=3, **kw)

@@ -4,28 +4,30 @@
 
 # %% ../nbs/25_kim_cnn.ipynb #844bfa8a
 from __future__ import annotations
-import math, time
+import math
+from dataclasses import dataclass, asdict, replace
+from functools import partial
 from pathlib import Path
-from dataclasses import dataclass, asdict, field
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
 from fastai.callback.core import Callback
+from fastai.optimizer import OptimWrapper
 from .core import *
 from .data import *
 from .train import *
 from .text import *
-from .sentence_clf import train_word2vec, embedding_matrix
+from .layers import layer_block, split_input
+from .experiments import experiment, study_data, preset
 
 # %% auto #0
-__all__ = ['KIM_MODES', 'SENTENCE_DATASETS', 'KIM_PAPER', 'KimConfig', 'text_input', 'conv1d_block', 'KimCNN', 'max_norm_',
-           'MaxNorm', 'load_sentences', 'sentence_vocab', 'sentence_dls', 'kim_adadelta', 'kim_cnn_study',
-           'kim_summary', 'plot_kim']
+__all__ = ['KIM_PRESETS', 'KIM_MODES', 'KIM_SPLITS', 'KIM_PAPER', 'KimConfig', 'KimCNN', 'max_norm_', 'MaxNorm', 'kim_adadelta',
+           'kim_cnn_study', 'kim_summary', 'plot_kim']
 
 # %% ../nbs/25_kim_cnn.ipynb #d899d028
-@dataclass
+@dataclass(frozen=True)
 class KimConfig:
     "Kim (2014) hyper-parameters for the CNN sentence classifier (paper values unless noted)."
     emb_dim:int = 300              # word-vector size (the paper: 300-d word2vec)
@@ -34,36 +36,19 @@ class KimConfig:
     p:float = 0.5                  # dropout on the penultimate layer
     max_norm:float = 3.            # l2 bound s on each row of the output weights
     bs:int = 50                    # mini-batch size
-    opt:str = 'adadelta'           # the paper's optimiser (rho=0.95 in the paper)
+    opt:str = 'adadelta'           # the paper's optimiser (`kim_adadelta`: rho=0.95, eps=1e-6)
     lr:float = 1.0                 # Adadelta's step scale
     epochs:int = 25                # the paper trains 25 epochs; our CPU runs use fewer (stated beside the results)
-    min_freq:int = 1               # vocabulary cut-off
+    min_freq:int = 1               # vocabulary cut-off: every training word, as in Kim's code
     w2v_epochs:int = 20            # gensim word2vec passes over our small corpus (ours, not the paper's)
+    modes:tuple = ('rand', 'static', 'non-static')  # variants the study trains (see `KIM_MODES`)
 
-# %% ../nbs/25_kim_cnn.ipynb #0e110744
-def text_input(x, # token ids `(bs, seq)`, or a tuple/list `(ids, lengths)`
-               lengths=None # optional lengths `(bs,)` when `x` is the id tensor
-              ) -> tuple:
-    "Unpack a text-classifier input into `(ids, lengths_or_None)`."
-    if isinstance(x, (tuple, list)):
-        if len(x) != 2: raise ValueError(f"Expected ids or (ids, lengths), got a sequence of {len(x)} items")
-        x, lengths = x
-    if not torch.is_tensor(x) or x.dim() != 2:
-        raise ValueError(f"Expected token ids of shape (bs, seq), got {getattr(x, 'shape', type(x))}")
-    return x, lengths
+KIM_PRESETS = {
+    'smoke': KimConfig(emb_dim=16, n_maps=8, bs=16, epochs=1, w2v_epochs=2),  # a fixture in seconds: checks the path, not the paper
+    'full': KimConfig(w2v_epochs=10),  # the paper's sizes; 10 word2vec passes fit the CPU budget (the vectors barely change after)
+}
 
 # %% ../nbs/25_kim_cnn.ipynb #a7365b01
-def conv1d_block(ni:int, # input channels (embedding size for the first layer)
-                 nf:int, # output channels (feature maps)
-                 ks:int, # kernel width in tokens
-                 p:float=0., # dropout after the activation
-                 padding:int|str=0 # conv padding: 0 = 'valid' as in Kim (2014), 'same' keeps the length
-                ) -> nn.Sequential:
-    "Conv1d -> ReLU (-> Dropout): the 1-D convolution block shared by the text CNNs."
-    layers = [nn.Conv1d(ni, nf, ks, padding=padding), nn.ReLU()]
-    if p: layers.append(nn.Dropout(p))
-    return nn.Sequential(*layers)
-
 KIM_MODES = ('rand', 'static', 'non-static', 'multichannel')
 
 class KimCNN(nn.Module):
@@ -93,13 +78,13 @@ class KimCNN(nn.Module):
         self.emb_static = None
         if mode == 'multichannel':
             self.emb_static = nn.Embedding.from_pretrained(self.emb.weight.data.clone(), freeze=True, padding_idx=pad_idx)
-        self.convs = nn.ModuleList([conv1d_block(emb_dim, n_maps, w) for w in self.widths])
+        self.convs = nn.ModuleList([layer_block(emb_dim, n_maps, w, act='relu', ndim=1) for w in self.widths])  # Conv1d -> ReLU, 'valid' padding as in Kim (2014)
         self.drop = nn.Dropout(p)
         self.fc = nn.Linear(n_maps * len(self.widths), n_classes)
 
     def features(self, x, lengths=None) -> torch.Tensor:
         "The pooled sentence vector `(bs, n_maps*len(widths))` before dropout."
-        ids, _ = text_input(x, lengths)                          # (bs, seq); padding is zero vectors, as in Kim's code
+        ids, _ = split_input(x, lengths, self.pad_idx)           # (bs, seq); padding is zero vectors, as in Kim's code
         short = max(self.widths) - ids.shape[1]
         if short > 0: ids = F.pad(ids, (0, short), value=self.pad_idx)  # at least one window per width
         e = self.emb(ids)                                        # (bs, seq, emb)
@@ -131,58 +116,11 @@ class MaxNorm(Callback):
         for n in self.layer_names: max_norm_(getattr(self.learn.model, n).weight, self.max_norm)
 
 # %% ../nbs/25_kim_cnn.ipynb #0631781b
-SENTENCE_DATASETS = ('mr-rt-polarity', 'trec')
-
-def load_sentences(name:str='mr-rt-polarity', # 'mr-rt-polarity' or 'trec'
-                   cache=None, # data cache folder (see `dlcourse.data.fetch`)
-                   info=None, # a `DatasetInfo` to fetch instead of the registered one (e.g. a fixture)
-                   seed:int=0, # seed of the MR test split and of the validation split
-                   valid_frac:float=0.1, # fraction of the training sentences held out for validation
-                   test_frac:float=0.1 # MR only: fraction held out as the test set
-                  ) -> dict:
-    "Sentence-classification data: dict(train=(texts, y), valid=..., test=..., classes, split) for MR or TREC."
-    if name not in SENTENCE_DATASETS: raise ValueError(f"Unknown dataset {name!r}; valid: {', '.join(SENTENCE_DATASETS)}")
-    files = fetch(info or name, cache=cache, progress=False)
-    rng = np.random.default_rng(seed)
-    if name == 'mr-rt-polarity':
-        texts, y = read_mr(files)
-        classes = ['neg', 'pos']
-        idx = rng.permutation(len(texts)); n_test = int(round(test_frac * len(texts)))
-        test = ([texts[i] for i in idx[:n_test]], [y[i] for i in idx[:n_test]])
-        texts, y = [texts[i] for i in idx[n_test:]], [y[i] for i in idx[n_test:]]
-        split = f'fixed seeded split (seed {seed}): {test_frac:.0%} test, {valid_frac:.0%} of the rest valid'
-    else:
-        texts, coarse, _ = read_trec(files['train_5500.label'])
-        te, te_coarse, _ = read_trec(files['TREC_10.label'])
-        classes = sorted(set(coarse))
-        texts, y = texts, [classes.index(c) for c in coarse]
-        test = (te, [classes.index(c) for c in te_coarse])
-        split = f'official TREC split (train_5500 / TREC_10), {valid_frac:.0%} of train as valid (seed {seed})'
-    idx = rng.permutation(len(texts)); n_valid = int(round(valid_frac * len(texts)))
-    valid = ([texts[i] for i in idx[:n_valid]], [y[i] for i in idx[:n_valid]])
-    train = ([texts[i] for i in idx[n_valid:]], [y[i] for i in idx[n_valid:]])
-    return dict(train=train, valid=valid, test=test, classes=classes, split=split, name=name)
-
-# %% ../nbs/25_kim_cnn.ipynb #014120ef
-def sentence_vocab(texts:list, # training sentences
-                   min_freq:int=1 # keep words seen at least this often
-                  ):
-    "The shared `Vocab` over the tokenised `texts`."
-    return Vocab.build([tokenize(s) for s in texts], min_freq=min_freq)
-
-def sentence_dls(data:dict, # from `load_sentences`
-                 vocab, # from `sentence_vocab`
-                 bs:int=50, # training batch size
-                 device=None, # where batches go
-                 seed:int=0 # shuffling seed
-                ):
-    "fastai `DataLoaders` (with `dls.test`) over the train/valid/test sentences of `data`."
-    return text_clf_dls(data['train'], data['valid'], data['test'], vocab=vocab, bs=bs, device=device, seed=seed)
+KIM_SPLITS = {  # how `load_text_clf` splits each dataset (written into every row)
+    'mr-rt-polarity': 'fixed seeded split (not 10-fold CV): 10% test, 10% valid, 80% train',
+    'trec': 'official TREC split (train_5500 / TREC_10), 10% of train as valid'}
 
 # %% ../nbs/25_kim_cnn.ipynb #e703be2a
-from fastai.optimizer import OptimWrapper
-from functools import partial
-
 def kim_adadelta(params, lr:float=1.0, **kwargs):
     "Adadelta with Kim's (2014) rho=0.95 and eps=1e-6, as a fastai `opt_func`."
     return OptimWrapper(params, opt=partial(torch.optim.Adadelta, rho=0.95, eps=1e-6), lr=lr, **kwargs)
@@ -192,48 +130,49 @@ KIM_PAPER = {  # Kim (2014), Table 2: test accuracy (%), MR = mean of 10-fold CV
     'mr-rt-polarity': {'rand': 76.1, 'static': 81.0, 'non-static': 81.5, 'multichannel': 81.1},
     'trec': {'rand': 91.2, 'static': 92.8, 'non-static': 93.6, 'multichannel': 92.2}}
 
-@experiment('kim-cnn', help="Kim (2014) CNN, random vs word2vec (static / non-static) embeddings, on MR or TREC",
-            datasets=SENTENCE_DATASETS)
+@experiment('kim-cnn')
 def kim_cnn_study(dataset:str='mr-rt-polarity', # 'mr-rt-polarity' or 'trec'
-                  epochs:int|None=None, # default: 1 at smoke scale, `cfg.epochs` at full scale
-                  scale:str|None=None, # 'smoke' (tiny model) or 'full' (the paper's sizes)
+                  epochs:int|None=None, # default: the preset's (1 at smoke scale)
+                  scale:str|None=None, # 'smoke' (generated fixture, tiny model) or 'full' (real data, the paper's sizes)
                   seed:int=0, # seed of the split, word2vec and training
-                  modes:tuple=('rand', 'static', 'non-static'), # variants to train (see KIM_MODES)
-                  cfg:KimConfig|None=None, # hyper-parameters (default: the paper's, or tiny ones at smoke scale)
-                  cache=None, info=None, # data location / a fixture `DatasetInfo`
-                  device=None) -> pd.DataFrame:
-    "Train Kim CNN variants on `dataset`; one row per variant with the paper's accuracy beside ours."
-    scale = get_scale(scale)
-    cfg = cfg or (KimConfig() if scale == 'full' else KimConfig(emb_dim=16, n_maps=8, bs=16, w2v_epochs=2))
-    epochs = epochs or (cfg.epochs if scale == 'full' else 1)
-    data = load_sentences(dataset, cache=cache, info=info, seed=seed)
-    vocab = sentence_vocab(data['train'][0], cfg.min_freq)
-    pad = vocab.pad_idx
+                  cfg:KimConfig|None=None, # hyper-parameters (default: `KIM_PRESETS[scale]`)
+                  info=None, # a `DatasetInfo` to use instead of the registered data (e.g. your own fixture)
+                  cache=None, # the data cache folder
+                  device=None # where to train
+                 ) -> pd.DataFrame:
+    "Train the Kim CNN variants `cfg.modes` on `dataset`; one row per variant with the paper's accuracy beside ours."
+    if dataset not in KIM_PAPER: raise ValueError(f"Unknown dataset {dataset!r}; valid: {', '.join(KIM_PAPER)}")
+    c = preset(KIM_PRESETS, scale, cfg, epochs=epochs)
+    bad = [m for m in c.modes if m not in KIM_MODES]
+    if bad: raise ValueError(f"Unknown modes {bad}; valid: {', '.join(KIM_MODES)}")
+    info, cache, desc = study_data(dataset, scale, info, cache)
+    data = load_text_clf(dataset, seed=seed, cache=cache, info=info)
+    dls = text_clf_dls(data.train, data.valid, data.test, bs=c.bs, min_freq=c.min_freq, device=device, seed=seed)
+    vocab = dls.vocab
     with Timer() as t_w2v:
-        kv = train_word2vec([tokenize(s) for s in data['train'][0]], vector_size=cfg.emb_dim, epochs=cfg.w2v_epochs,
-                            min_count=cfg.min_freq, seed=seed)
+        kv = train_word2vec([tokenize(s) for s in data.train[0]], vector_size=c.emb_dim, epochs=c.w2v_epochs,
+                            min_count=c.min_freq, seed=seed)
     vectors, missing = embedding_matrix(vocab, kv, scale=None, seed=seed)
-    dls = sentence_dls(data, vocab, cfg.bs, device, seed)
-    variants = {m: partial(KimCNN, len(vocab), len(data['classes']), mode=m, vectors=None if m == 'rand' else vectors,
-                           emb_dim=cfg.emb_dim, widths=cfg.widths, n_maps=cfg.n_maps, p=cfg.p, pad_idx=pad) for m in modes}
-    df = compare(variants, dls, epochs=epochs, seeds=(seed,), lr=cfg.lr, opt=kim_adadelta if cfg.opt == 'adadelta' else cfg.opt,
-                 one_cycle=False, cbs=[MaxNorm(cfg.max_norm)], quiet=True)
-    df.insert(0, 'dataset', dataset); df.insert(1, 'mode', df['name'])
-    df['test_acc_pct'] = 100 * df['test_acc']
-    df['paper_acc_pct'] = [KIM_PAPER[dataset].get(m, float('nan')) for m in df['mode']]
-    df['split'], df['scale'] = data['split'], scale
-    df['n_train'], df['n_valid'], df['n_test'] = (len(data[k][0]) for k in ('train', 'valid', 'test'))
+    model = lambda m: partial(KimCNN, len(vocab), len(data.classes), mode=m, vectors=None if m == 'rand' else vectors,
+                              emb_dim=c.emb_dim, widths=c.widths, n_maps=c.n_maps, p=c.p, pad_idx=vocab.pad_idx)
+    variants = {m: Variant(model(m), cbs=lambda: [MaxNorm(c.max_norm)], cols=dict(dataset=dataset, mode=m)) for m in c.modes}
+    df = compare(variants, dls, epochs=c.epochs, seeds=(seed,), lr=c.lr, opt=kim_adadelta if c.opt == 'adadelta' else c.opt,
+                 one_cycle=False, quiet=True)
+    df['test_accuracy_pct'] = 100 * df['test_accuracy']
+    df['paper_accuracy_pct'] = [KIM_PAPER[dataset].get(m, float('nan')) for m in df['mode']]
+    df['split'], df['scale'], df['data'] = KIM_SPLITS[dataset], get_scale(scale), desc
+    df['n_train'], df['n_valid'], df['n_test'] = len(data.train[0]), len(data.valid[0]), len(data.test[0])
     df['vocab'], df['w2v_oov'], df['w2v_seconds'] = len(vocab), len(missing), t_w2v.seconds
-    df['config'] = str(asdict(cfg))
+    df['config'] = str(asdict(c))
     return df
 
 # %% ../nbs/25_kim_cnn.ipynb #64534d61
 def kim_summary(df:pd.DataFrame # rows from `kim_cnn_study` (one or several datasets)
                ) -> pd.DataFrame:
     "Ours vs Kim (2014): one row per dataset and variant, with the gap in points, epochs, seconds and parameters."
-    out = df[['dataset', 'mode', 'test_acc_pct', 'paper_acc_pct', 'valid_acc', 'epochs', 'seconds', 'params']].copy()
-    out['gap_pts'] = out['test_acc_pct'] - out['paper_acc_pct']
-    return out.rename(columns={'test_acc_pct': 'ours_%', 'paper_acc_pct': 'paper_%'}).reset_index(drop=True)
+    out = df[['dataset', 'mode', 'test_accuracy_pct', 'paper_accuracy_pct', 'valid_accuracy', 'epochs', 'seconds', 'params']].copy()
+    out['gap_pts'] = out['test_accuracy_pct'] - out['paper_accuracy_pct']
+    return out.rename(columns={'test_accuracy_pct': 'ours_%', 'paper_accuracy_pct': 'paper_%'}).reset_index(drop=True)
 
 def plot_kim(df:pd.DataFrame, ax=None):
     "Grouped bars: our test accuracy and the paper's, per dataset and variant."

@@ -15,7 +15,8 @@ from fastai.data.core import DataLoaders
 from .core import *
 
 # %% auto #0
-__all__ = ['tokenize', 'Vocab', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData', 'load_text_clf', 'LMLoader', 'lm_dls']
+__all__ = ['tokenize', 'Vocab', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData', 'load_text_clf', 'train_word2vec',
+           'load_word_vectors', 'embedding_matrix', 'LMLoader', 'lm_dls']
 
 # %% ../nbs/03_text.ipynb #ad092468
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", re.I)
@@ -204,6 +205,60 @@ def load_text_clf(name:str, # 'imdb', 'trec', 'mr-rt-polarity' or 'reuters21578'
         train, valid = _split(*tr, nv(len(tr[0])), seed)
         return TextData(train, valid, te, classes)
     raise ValueError(f"Unknown text-classification dataset {name!r}; valid: imdb, trec, mr-rt-polarity, reuters21578")
+
+# %% ../nbs/03_text.ipynb #ad595781
+from pathlib import Path
+
+def train_word2vec(token_lists:list, # tokenised sentences
+                   vector_size:int=100, # vector size (the lab's `emb_sz`)
+                   window:int=5, # context window
+                   min_count:int=1, # ignore rarer words
+                   epochs:int=20, # passes over the corpus (small corpora need many)
+                   sg:int=1, # 1: skip-gram, 0: CBOW
+                   seed:int=0, # gensim's seed (exactly reproducible with workers=1)
+                   workers:int=1): # gensim worker threads
+    "Word vectors (`gensim.models.KeyedVectors`) trained with gensim 4's Word2Vec."
+    from gensim.models import Word2Vec
+    m = Word2Vec(sentences=token_lists, vector_size=vector_size, window=window, min_count=min_count, sg=sg, seed=seed,
+                 workers=workers, epochs=epochs)
+    return m.wv
+
+def load_word_vectors(path:str|Path, # a `.kv` KeyedVectors file, or a word2vec file (.bin binary, else text)
+                      binary:bool|None=None, # word2vec format: binary? (default: from the extension)
+                      limit:int|None=None # read only the first `limit` vectors of a word2vec file
+                     ):
+    "Pretrained word vectors as gensim `KeyedVectors`."
+    from gensim.models import KeyedVectors
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found. Pretrained vectors can't be downloaded here; e.g. place "
+                                "GoogleNews-vectors-negative300.bin (word2vec-google-news-300) at this path.")
+    if path.suffix == '.kv': return KeyedVectors.load(str(path))
+    if binary is None: binary = path.suffix in ('.bin', '.gz') and not path.name.endswith('.txt.gz')
+    return KeyedVectors.load_word2vec_format(str(path), binary=binary, limit=limit)
+
+def _lookup(kv, w):
+    for c in (w, w.lower(), w.capitalize()):
+        if c in kv.key_to_index: return kv[c]
+    return None
+
+def embedding_matrix(vocab:Vocab, # our vocabulary
+                     kv, # gensim KeyedVectors
+                     scale:float|None=0.25, # uniform(-scale, scale) init for words without a vector; None: variance-matched to `kv` (Kim 2014)
+                     seed:int=0
+                    ) -> tuple[Tensor, list[str]]:
+    "`(len(vocab), kv.vector_size)` embedding matrix from `kv` (pad row zero) and the list of words it lacks."
+    if scale is None: scale = math.sqrt(3 * float(kv.vectors.var()))
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.rand(len(vocab), kv.vector_size, generator=g) * 2 - 1) * scale
+    oov = []
+    for i, t in enumerate(vocab.itos):
+        v = _lookup(kv, t)
+        if v is not None: w[i] = torch.from_numpy(np.array(v, dtype=np.float32))
+        elif i != vocab.pad_idx: oov.append(t)
+    if vocab.pad_idx is not None: w[vocab.pad_idx] = 0
+    return w, oov
+
 
 # %% ../nbs/03_text.ipynb #dd023414
 class LMLoader:

@@ -142,7 +142,8 @@ def _history(learn, name, seed, cols) -> pd.DataFrame:
     rows = [dict(zip(names, map(float, v))) for v in learn.recorder.values]
     for e, r in enumerate(rows): r.update(name=name, **cols, seed=seed, epoch=e + 1,
                                           seconds=learn.epoch_times[e] if e < len(learn.epoch_times) else float('nan'))
-    return pd.DataFrame(rows, columns=['name', *cols, 'seed', 'epoch'] + names + ['seconds'])
+    h = pd.DataFrame(rows, columns=['name', *cols, 'seed', 'epoch'] + names + ['seconds'])
+    return h.astype({c: float for c in names + ['seconds']}).astype({'epoch': int})   # typed even when empty
 
 def run(model_fn:Callable[[], nn.Module], # builds a fresh model
         dls:DataLoaders, # data; `dls.test` and `dls.train_eval` are used when present
@@ -164,6 +165,7 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     learn = make_learner(model, dls, lr=lr, **learner_kw)
     names, cols = metric_names(learn), dict(cols or {})
     init = _eval(learn, dls.valid, names)
+    learn.recorder.values = []                    # that evaluation is not an epoch (matters for a custom `fit`)
     with Timer() as t, PeakMemory() as mem:
         if fit is not None: fit(learn, epochs, lr)
         elif one_cycle: learn.fit_one_cycle(epochs, lr)
@@ -223,12 +225,13 @@ def compare(variants:dict[str, Callable|Variant], # name -> model builder or `Va
                 ms = '  '.join(f"{k} {row[k]:.4f}" for k in row if k.startswith('valid_') and k != 'valid_loss')
                 print(f"{name:>14} seed {seed}: {ms}  {row['seconds']:.1f}s", flush=True)
     df = pd.DataFrame(rows)
-    df.attrs['history'] = pd.concat(hists, ignore_index=True)
+    hists = [h for h in hists if len(h)]          # a run with a custom `fit` may record no epochs
+    if hists: df.attrs['history'] = pd.concat(hists, ignore_index=True)
     return df
 
 def concat_runs(dfs:list[pd.DataFrame]) -> pd.DataFrame:
     "Stack result frames (from `compare` or a study) and their `attrs['history']` (plain `pd.concat` fails on frames in attrs)."
-    hists = [d.attrs['history'] for d in dfs if 'history' in d.attrs]
+    hists = [d.attrs['history'] for d in dfs if len(d.attrs.get('history', ()))]
     out = pd.concat([_bare(d) for d in dfs], ignore_index=True)
     if hists: out.attrs['history'] = pd.concat(hists, ignore_index=True)
     return out
