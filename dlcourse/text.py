@@ -206,7 +206,7 @@ def load_text_clf(name:str, # 'imdb', 'trec', 'mr-rt-polarity' or 'reuters21578'
         return TextData(train, valid, te, classes)
     raise ValueError(f"Unknown text-classification dataset {name!r}; valid: imdb, trec, mr-rt-polarity, reuters21578")
 
-# %% ../nbs/03_text.ipynb #ad595781
+# %% ../nbs/03_text.ipynb #0f5973c4
 from pathlib import Path
 
 def train_word2vec(token_lists:list, # tokenised sentences
