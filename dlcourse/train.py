@@ -179,12 +179,12 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     opt = learner_kw.get('opt', 'adam')
     row = dict(name=name, **cols, seed=seed, epochs=len(hist), initial_loss=init['loss'])
     for split, r in res.items(): row.update({f'{split}_{k}': v for k, v in r.items()})
+    learn.history = hist                          # `extra` may read the per-epoch curves
     if extra is not None: row.update(extra(learn, dls))
     row.update(seconds=t.seconds, s_per_epoch=t.seconds / max(len(hist), 1), peak_mb=mem.peak_mb, params=count_params(model))
     for k, v in dict(opt=opt if isinstance(opt, str) else getattr(opt, '__name__', 'custom'), lr=lr, wd=learner_kw.get('wd', 0.)).items():
         row.setdefault(k, v)
     row.update(env_record(getattr(dls, 'device', None)))
-    learn.history = hist
     return row, learn
 
 # %% ../nbs/02_train.ipynb #7397d85b
