@@ -21,7 +21,9 @@ def test_every_study_is_in_the_table_and_follows_the_contract():
     assert sorted(marked) == sorted(EXPERIMENTS)
     for name in EXPERIMENTS:
         f = load_experiment(name)
-        assert tuple(inspect.signature(f).parameters) == CONTRACT, name
+        ps = inspect.signature(f).parameters
+        assert tuple(ps) == CONTRACT, name
+        assert ps['dataset'].default == EXPERIMENTS[name].datasets[0], f"{name}: the table's first dataset is the default"
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
