@@ -45,6 +45,17 @@ def _table(df) -> str:
     cols = [c for c in dict.fromkeys(cols) if c in df.columns and not df[c].isna().all()]
     return df[cols].to_string(index=False, float_format=lambda v: f'{v:.4f}')
 
+def _seed_summary(df) -> str|None:
+    "Mean ± std over seeds of the validation and test metrics, when some variant ran with several seeds."
+    import pandas as pd
+    from dlcourse.train import summarize, result_columns, id_columns, varying
+    by = varying(df, id_columns(df))
+    if df.groupby(by, sort=False).size().max() < 2: return None
+    ms = [c for c in result_columns(df) if c.startswith(('valid_', 'test_')) and not c.endswith('_loss') and df[c].notna().any()]
+    s = summarize(df, ms, by)
+    out = pd.DataFrame({m: [f"{a:.4f} ± {b:.4f}" for a, b in zip(s[m], s[m + '_std'])] for m in ms}, index=s.index)
+    return f"mean ± std over {df.seed.nunique()} seeds:\n" + out.to_string()
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `dlcourse` command; returns the exit status."
     from dlcourse.data import DATASETS, fetch, DownloadError, data_dir
@@ -73,6 +84,7 @@ def main(argv:list[str]|None=None) -> int:
             t0 = time.perf_counter()
             df = run_experiment(a.experiment, dataset, a.epochs, a.out, scale, a.seed)
             print(_table(df))
+            if (summary := _seed_summary(df)) is not None: print(summary)
             print(f"total {time.perf_counter() - t0:.1f}s" + (f"; results and plots in {a.out}" if a.out else ''))
         return 0
     except _UsageError as e:
