@@ -167,6 +167,15 @@ for _info in [
         license='Yelp Dataset terms (non-commercial research).',
         citation='Zhang, Zhao & LeCun, "Character-level Convolutional Networks for Text Classification", NeurIPS 2015.',
         homepage='https://course.fast.ai/datasets', notes='md5 as recorded by public loaders of the fast.ai mirror; not fetched here.'),
+    DatasetInfo('imdb-word2vec', (Resource('imdb-word2vec.bin', (), size=20_647_979,
+                                           sha256='d13a4780c64bb5fcb4907356a280d9106acd4f299d9f080c52c2f81d73d34421'),),
+        '100-d word2vec (CBOW) vectors of 75,000 IMDB reviews (train + unlabelled), word2vec binary format.',
+        license='Made by the course from IMDB (no licence stated there); cite Maas et al. 2011.',
+        citation='Maas et al., "Learning Word Vectors for Sentiment Analysis", ACL 2011; Mikolov et al., word2vec, 2013.',
+        homepage='https://ai.stanford.edu/~amaas/data/sentiment/',
+        notes='Made, not downloaded (no public URL). Make it with: python -c "from dlcourse.embeddings import imdb_word2vec; '
+              'imdb_word2vec(scale=\'full\')" (a few minutes at one thread; needs "imdb"); it writes imdb-word2vec/imdb-word2vec.bin '
+              'into the cache folder (DLCOURSE_DATA). gensim with one worker and seed 0: the same bytes on the same gensim/numpy/CPU.'),
 ]: register_dataset(_info)
 
 # %% ../nbs/01_data.ipynb #81f1475b
@@ -269,7 +278,7 @@ def _fetch_one(info:DatasetInfo, r:Resource, cache:Path, progress:bool) -> Path:
     for url in r.urls:
         try: return download_url(url, dest, r.checksum, r.size, progress)
         except (OSError, urllib.error.URLError, DownloadError) as e: errors.append(f"  {url}: {getattr(e, 'reason', None) or e}")
-    tried = '\n'.join(errors) or '  (no public URL: this file is not downloadable)'
+    tried = '\n'.join(errors) or '\n'.join(['  (no public URL: this file is not downloadable)'] + [f'  {info.notes}'] * bool(info.notes))
     raise DownloadError(
         f"Could not get {r.filename!r} of dataset {info.name!r}.\nTried:\n{tried}\n"
         f"Download it yourself and put it at:\n  {dest}\n"
