@@ -27,6 +27,7 @@ _VISION = ('cifar10', 'cifar10-jpeg')
 _SENT = ('trec', 'mr-rt-polarity')
 EXPERIMENTS: dict[str, ExperimentSpec] = {s.name: s for s in [
     ExperimentSpec('mlp-digits', 'train:mlp_digits', '02_train', 'MLP hidden width 16/64/256 on the embedded scikit-learn digits', ('digits',)),
+    ExperimentSpec('optimizers-digits', 'optimizers:optimizers_digits', '05_optimizers', 'SGD, momentum, Nesterov, AdaGrad, RMSProp, Adadelta, Adam, AdamW (from scratch): LR sweep per rule, MLP on digits', ('digits',)),
     ExperimentSpec('lenet-digits', 'lenet:lenet_digits', '10_lenet', 'The six LeNet variants on scikit-learn digits (upsampled to 32x32)', ('digits',)),
     ExperimentSpec('spsa-digits', 'lenet:spsa_digits', '10_lenet', 'SPSA (gradient-free) vs SGD vs Adam training LeNet on digits', ('digits',)),
     ExperimentSpec('lenet-cifar10', 'lenet:lenet_cifar10', '10_lenet', 'The six LeNet variants on CIFAR-10 (report Table 1)', _VISION),
