@@ -284,7 +284,7 @@ class BatchLosses(Callback):
 
 @dataclass(frozen=True)
 class CharLMCfg:
-    "Hyperparameters of the character-LM study (the full preset: the 2-minute CPU benchmark)."
+    "Hyperparameters of the character-LM study (the full preset: the two-minute CPU goal)."
     cells:tuple = ('rnn', 'lstm', 'gru')  # recurrent cells trained after the bigram (same settings and seed)
     emb:int = 32         # embedding width: 27 symbols need few dimensions
     hidden:int = 128     # hidden width: big enough to beat 2.10 nats/char, small enough for a CPU
@@ -364,7 +364,7 @@ def char_lm_study(dataset:str='makemore-names', # the registered names dataset
 
 # %% ../nbs/20_char_lm.ipynb #7617b28f
 def plot_char_lm(df:pd.DataFrame, # from `char_lm_study`
-                 target:float|None=2.10): # benchmark line (nats/char)
+                 target:float|None=2.10): # the goal line (nats/char)
     "Training-loss curves (per batch) of the recurrent models, and dev nats/char of every model with the bigram."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -373,6 +373,6 @@ def plot_char_lm(df:pd.DataFrame, # from `char_lm_study`
     ax[0].set(xlabel='batch', ylabel='train loss (nats/char, mean of 20)', title='training curves'); ax[0].legend(fontsize=8)
     ax[1].bar(df.name, df.valid_nats, color=[f'C{i}' for i in range(len(df))])
     for i, v in enumerate(df.valid_nats): ax[1].text(i, v, f'{v:.3f}', ha='center', va='bottom', fontsize=8)
-    if target: ax[1].axhline(target, ls='--', color='k', lw=1, label=f'target {target}'); ax[1].legend(fontsize=8)
+    if target: ax[1].axhline(target, ls='--', color='k', lw=1, label=f'goal {target}'); ax[1].legend(fontsize=8)
     ax[1].set(ylabel='dev loss (nats/char)', title='dev loss by model'); plt.tight_layout()
     return ax
