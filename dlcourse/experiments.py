@@ -95,7 +95,7 @@ SPLITS = {  # how the chapters split each dataset into train / valid / test (val
     'tinyimagenet-200': 'train 95,000 / valid 5,000 (seeded, from the official train set) / test: the official val set of 10,000 (its test labels are not public)',
     'makemore-names': 'train 80% / valid 10% / test 10% of the names, a seeded random split',
     'tinyshakespeare': 'contiguous lines: train the first 90% / valid the next 5% / test the last 5%',
-    'wikitext-2': 'the official train / valid / test files',
+    'wikitext-2': 'the official train / valid / test files (without the train file: the first 95% of valid trains, its last 5% validates)',
     'eng-fra-tatoeba': 'train 90% / valid 5% / test 5% of the sentence pairs, a seeded random split',
     'imdb': 'train 22,500 / valid 2,500 (seeded, from the official train set) / test: the official 25,000 reviews',
     'trec': 'train 4,907 / valid 545 (seeded, from the 5,452 training questions) / test: the official 500 (TREC-10)',
