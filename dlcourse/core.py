@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #037445e0
 from __future__ import annotations
-import os, sys, time, random, platform, subprocess, threading, resource, warnings
+import os, re, sys, time, random, platform, subprocess, threading, resource, warnings
 from pathlib import Path
 # torch is imported inside the functions that need it, so that the command line (`dlcourse list`, `datasets`,
 # usage errors) starts in a fraction of a second instead of paying ~3 s and ~800 MB for torch and fastai.
@@ -12,42 +12,122 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
 # nbdev_test runs one notebook per core in parallel; several torch threads per notebook would then fight over the
 # same cores (measured here: small-batch steps 6-20x slower with 2 threads per notebook on a busy 2-core machine).
-if os.environ.get('DLCOURSE_THREADS') or os.environ.get('IN_TEST'):
+# A bad value is not an error at import: `check_env` (called by `default_device` and the CLI) reports it in one line.
+_threads = os.environ.get('DLCOURSE_THREADS', '').strip()
+if (_threads.isdigit() and int(_threads) > 0) or (not _threads and os.environ.get('IN_TEST')):
     import torch
-    torch.set_num_threads(int(os.environ.get('DLCOURSE_THREADS') or 1))
+    torch.set_num_threads(int(_threads or 1))
 
 # %% auto #0
-__all__ = ['SCALES', 'get_scale', 'in_test', 'default_device', 'device_name', 'seed_everything', 'Timer', 'rss_mb', 'PeakMemory',
-           'count_params', 'git_commit', 'env_record']
+__all__ = ['SCALES', 'DEVICES', 'SEED_MAX', 'InputError', 'get_scale', 'in_test', 'env_number', 'check_env', 'check_seed',
+           'check_labels', 'check_dls', 'default_device', 'device_name', 'seed_everything', 'Timer', 'rss_mb',
+           'PeakMemory', 'count_params', 'git_commit', 'env_record']
 
 # %% ../nbs/00_core.ipynb #08f0df56
 SCALES = ('smoke', 'full')
 
+class InputError(ValueError):
+    "Bad input (data, labels, settings): a one-line message naming what is wrong, where, and the valid values."
+
 def get_scale(scale:str|None=None # 'smoke' or 'full'; default: env `DLCOURSE_SCALE`, else 'smoke'
              ) -> str:
     "The run scale: the argument, else the `DLCOURSE_SCALE` environment variable, else 'smoke'."
-    scale = scale or os.environ.get('DLCOURSE_SCALE', 'smoke')
-    if scale not in SCALES: raise ValueError(f"Unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    src = 'scale' if scale else 'DLCOURSE_SCALE'
+    scale = scale or os.environ.get('DLCOURSE_SCALE', '').strip() or 'smoke'
+    if scale not in SCALES: raise InputError(f"{src}={scale!r} is not a scale; valid: {', '.join(SCALES)}")
     return scale
 
 def in_test() -> bool:
     "True when running under `nbdev_test` or pytest."
     return bool(os.environ.get('IN_TEST')) or 'PYTEST_CURRENT_TEST' in os.environ
 
+# %% ../nbs/00_core.ipynb #4a3d1292
+def env_number(var:str, # the environment variable
+               default=None, # its value when unset or empty
+               lo:float=0, # the smallest valid value
+               kind:type=float # `int` or `float`
+              ):
+    "The number in environment variable `var` (else `default`); `InputError` unless it is a `kind` >= `lo`."
+    s = os.environ.get(var, '').strip()
+    if not s: return default
+    try: v = kind(s)
+    except ValueError: v = None
+    if v is None or not v >= lo: raise InputError(f"{var}={s!r} is not valid: expected {'an integer' if kind is int else 'a number'} >= {lo}")
+    return v
+
+_DEVICE_RE = re.compile(r'cpu|mps|cuda(:\d+)?')
+DEVICES = 'cpu, cuda, cuda:N, mps'
+
+def check_env() -> dict:
+    "Check `DLCOURSE_SCALE`, `DLCOURSE_THREADS` and `DLCOURSE_DEVICE`; their values, or `InputError` naming the bad one."
+    dev = os.environ.get('DLCOURSE_DEVICE', '').strip() or None
+    if dev and not _DEVICE_RE.fullmatch(dev): raise InputError(f"DLCOURSE_DEVICE={dev!r} is not a device; valid: {DEVICES}")
+    return dict(scale=get_scale(), threads=env_number('DLCOURSE_THREADS', None, 1, int), device=dev)
+
+SEED_MAX = 2**32 - 1
+
+def check_seed(seed) -> int:
+    "`seed` if it is an integer in 0..`SEED_MAX` (the range NumPy's global seed accepts), else `InputError`."
+    try: ok = int(seed) == seed and 0 <= seed <= SEED_MAX
+    except (TypeError, ValueError): ok = False
+    if not ok: raise InputError(f"seed must be an integer in 0..{SEED_MAX}, got {seed!r}")
+    return int(seed)
+
+# %% ../nbs/00_core.ipynb #901cede4
+def check_labels(labels, # class ids: a list, array or tensor
+                 where:str, # what they are, for the message (a split, a file)
+                 n_classes:int|None=None, # valid ids are 0..n_classes-1
+                 classes:list|None=None # class names, for the message
+                ):
+    "`InputError` naming the first label that is not an integer class id (in range when `n_classes` is given)."
+    import numpy as np
+    a = np.asarray(labels.detach().cpu() if hasattr(labels, 'detach') else list(labels), dtype=object)
+    if a.ndim != 1: return                                   # not one class per item (e.g. language-model targets)
+    for i, v in enumerate(a):
+        if not isinstance(v, (int, np.integer, float, np.floating)) or isinstance(v, bool) or v != int(v):
+            kind = 'a string' if isinstance(v, str) else f'a {type(v).__name__}'
+            raise InputError(f"{where}: label {v!r} of item {i} is {kind}, not a class id; map labels to 0..C-1 first "
+                             "(e.g. classes = sorted(set(labels)); y = [classes.index(l) for l in labels])")
+    if n_classes is None or not len(a): return
+    ids = a.astype(np.int64); bad = np.flatnonzero((ids < 0) | (ids >= n_classes))
+    if len(bad):
+        names = f" ({', '.join(map(str, classes[:6]))}{', ...' if len(classes) > 6 else ''})" if classes else ''
+        raise InputError(f"{where}: label {ids[bad[0]]} of item {bad[0]} is outside the {n_classes} classes 0..{n_classes - 1}{names}"
+                         f" ({len(bad)} such label{'s' * (len(bad) > 1)})")
+
+def _labels(dl):
+    for k in ('labels', 'y'):
+        if (y := getattr(dl, k, None)) is not None: return y
+
+def check_dls(dls # the `DataLoaders` about to be trained on
+             ):
+    "Before training: `InputError` if the training loader yields no batch, or a split's labels are not ids in 0..`dls.c`-1."
+    tr = dls.train
+    if len(tr) == 0:
+        raise InputError(f"the training loader yields no batches: {getattr(tr, 'n', '?')} items, bs={getattr(tr, 'bs', '?')}, "
+                         f"drop_last={getattr(tr, 'drop_last', '?')}; use a batch size <= the number of items, or drop_last=False")
+    c = getattr(dls, 'c', None)
+    for split, dl in (('training', tr), ('validation', dls.valid), ('test', getattr(dls, 'test', None))):
+        if dl is not None and (y := _labels(dl)) is not None:
+            check_labels(y, f"{split} set", c if isinstance(c, int) else None, getattr(dls, 'classes', None))
+
 # %% ../nbs/00_core.ipynb #ab9746f4
 def default_device(device:str|torch.device|None=None # explicit choice; default: env `DLCOURSE_DEVICE`, then cuda > mps > cpu
                   ) -> torch.device:
     "The device to train on: explicit argument, `DLCOURSE_DEVICE`, else CUDA, MPS, CPU in that order."
     import torch
-    device = device or os.environ.get('DLCOURSE_DEVICE')
+    env = check_env()['device']
+    src = 'device' if device is not None else 'DLCOURSE_DEVICE'
+    device = device if device is not None else env
     if device is not None:
-        d = torch.device(device)
-        if d.type == 'cuda' and not torch.cuda.is_available(): raise RuntimeError("CUDA was asked for but torch.cuda.is_available() is False")
+        try: d = torch.device(device)
+        except RuntimeError: raise InputError(f"{src}={device!r} is not a device; valid: {DEVICES}") from None
+        if d.type == 'cuda' and not torch.cuda.is_available(): raise InputError(f"{src}={device!r}, but torch.cuda.is_available() is False; valid here: cpu")
+        if d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()): raise InputError(f"{src}={device!r}, but MPS is not available; valid here: cpu")
         return d
     if torch.cuda.is_available(): return torch.device('cuda')
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
-
 def device_name(device:str|torch.device|None=None) -> str:
     "A human-readable name of `device`: the GPU model, or the CPU model and core count."
     import torch
@@ -68,6 +148,7 @@ def seed_everything(seed:int=42, # the seed for python, numpy and torch (all dev
     "fastai's `set_seed` (python, numpy, torch), optionally with deterministic kernels; returns `seed`."
     import torch
     from fastai.torch_core import set_seed
+    check_seed(seed)
     set_seed(seed, reproducible=deterministic)        # reproducible: cudnn.deterministic, no cudnn.benchmark
     if deterministic:
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')

@@ -4,19 +4,24 @@
 
 # %% ../nbs/01_data.ipynb #3ad0c568
 from __future__ import annotations
-import os, io, re, csv, json, gzip, shutil, pickle, tarfile, zipfile, hashlib, tempfile, urllib.request, urllib.error
+import os, io, re, csv, json, gzip, stat, time, zlib, errno, shutil, pickle, socket, tarfile, zipfile, hashlib, tempfile
+import http.client, urllib.request, urllib.error
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 import numpy as np
-from .core import in_test, get_scale
+from .core import in_test, get_scale, env_number, InputError
+try: import fcntl                     # POSIX; on Windows files are not locked across processes
+except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['DATASETS', 'CIFAR_CLASSES', 'Resource', 'DatasetInfo', 'register_dataset', 'get_info', 'data_dir', 'local_dirs',
-           'file_hash', 'check_file', 'DownloadError', 'ChecksumError', 'download_url', 'extract_archive', 'fetch',
-           'make_fixture', 'smoke_fixture', 'read_cifar10', 'read_image_folder', 'read_cifar10_jpeg',
-           'read_tinyimagenet', 'read_imdb', 'read_names', 'read_text', 'read_wikitext2', 'read_fra_eng', 'read_mr',
-           'read_trec', 'read_reuters', 'read_yelp']
+__all__ = ['DATASETS', 'MARKER', 'CIFAR_CLASSES', 'Resource', 'DatasetInfo', 'register_dataset', 'get_info', 'data_dir',
+           'local_dirs', 'file_hash', 'check_file', 'DownloadError', 'ChecksumError', 'StalledError', 'OversizeError',
+           'ArchiveError', 'CacheNotWritableError', 'LockTimeout', 'timeouts', 'file_lock', 'download_url',
+           'extracted_ok', 'extract_archive', 'fetch', 'make_fixture', 'smoke_fixture', 'read_cifar10',
+           'read_image_folder', 'read_cifar10_jpeg', 'read_tinyimagenet', 'read_imdb', 'read_names', 'read_text',
+           'read_wikitext2', 'read_fra_eng', 'read_mr', 'read_trec', 'read_reuters', 'read_yelp']
 
 # %% ../nbs/01_data.ipynb #adfdffe7
 @dataclass(frozen=True)
@@ -207,49 +212,180 @@ class DownloadError(RuntimeError):
 class ChecksumError(DownloadError):
     "A downloaded or local file does not have the registered checksum."
 
+class StalledError(DownloadError):
+    "A download received no byte for `stall` seconds, or did not finish before its `deadline`."
+
+class OversizeError(DownloadError):
+    "A server sent (or announced) more bytes than the registered size."
+
+class ArchiveError(DownloadError):
+    "An archive is damaged, or holds a member that must not be extracted (a link, an absolute path, `..`)."
+
+class CacheNotWritableError(DownloadError):
+    "The dataset cache folder can't be written to."
+
+class LockTimeout(DownloadError):
+    "Another process kept a file's lock longer than `lock_timeout` seconds."
+
+def timeouts(stall:float|None=None, # seconds with no byte before giving up; default env `DLCOURSE_STALL_TIMEOUT`, else 30
+             deadline:float|None=None, # seconds for a whole file; default env `DLCOURSE_DEADLINE`, else 3 hours
+             lock:float|None=None # seconds to wait for another process's download or extraction; default env `DLCOURSE_LOCK_TIMEOUT`, else 3 hours
+            ) -> dict:
+    "The download time limits: the arguments, else the environment variables, else the defaults."
+    return dict(stall=stall if stall is not None else env_number('DLCOURSE_STALL_TIMEOUT', 30., 1e-3),
+                deadline=deadline if deadline is not None else env_number('DLCOURSE_DEADLINE', 3 * 3600., 1e-3),
+                lock=lock if lock is not None else env_number('DLCOURSE_LOCK_TIMEOUT', 3 * 3600., 0))
+
+def _not_writable(path, e) -> CacheNotWritableError:
+    return CacheNotWritableError(f"cache folder {path} is not writable ({e.strerror or e}): set DLCOURSE_DATA (or pass cache=) to a writable folder")
+
+@contextmanager
+def file_lock(path:str|Path, # the file to guard; the lock is `.<name>.lock` beside it
+              timeout:float|None=None # seconds to wait (default: `timeouts()['lock']`)
+             ):
+    "Hold an exclusive lock on `path` across processes, waiting up to `timeout` s; a crashed holder's lock is free (`fcntl.flock`)."
+    path = Path(path); lock = path.with_name(f'.{path.name}.lock')
+    timeout, t0 = timeouts(lock=timeout)['lock'], time.monotonic()
+    while True:
+        try: lock.parent.mkdir(parents=True, exist_ok=True); fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e: raise _not_writable(lock.parent, e) from None
+        if fcntl is None: break
+        try:
+            while True:
+                try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); break
+                except BlockingIOError:
+                    if time.monotonic() - t0 > timeout:
+                        raise LockTimeout(f"{path}: another process has held {lock} for over {timeout:g} s; wait for it, "
+                                          "or raise DLCOURSE_LOCK_TIMEOUT") from None
+                    time.sleep(0.05)
+            try:
+                if os.stat(lock).st_ino == os.fstat(fd).st_ino: break   # still the lock file (the last holder removes it)
+            except FileNotFoundError: pass
+        except BaseException: os.close(fd); raise
+        os.close(fd)
+    try: yield lock
+    finally:
+        if fcntl is not None:
+            try: lock.unlink()                         # while still holding it: waiters notice and lock the new file
+            except OSError: pass
+        os.close(fd)
+
 def _progress(total, desc, progress):
     from tqdm.auto import tqdm
     return tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress or in_test(), leave=False)
 
-def download_url(url:str, dest:str|Path, checksum:str|None=None, size:int|None=None, progress:bool=True, timeout:float=30) -> Path:
-    "Download `url` to `dest` via a `.part` file; verify `checksum` and `size` before renaming into place."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + '.part')
+def _stream(url, part, size, stall, deadline, progress, name):
+    "Copy `url` into `part`; `StalledError`/`OversizeError` when the limits are broken. Returns the announced length (or None)."
     req = urllib.request.Request(url, headers={'User-Agent': 'dlcourse'})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r, open(part, 'wb') as f:
-            total = int(r.headers.get('Content-Length') or 0) or size
-            with _progress(total, dest.name, progress) as bar:
-                while chunk := r.read(2**16): f.write(chunk); bar.update(len(chunk))
-        got = part.stat().st_size
-        if total and got != total: raise DownloadError(f"truncated transfer: got {got:,} of {total:,} bytes")
-        if checksum and not check_file(part, checksum): raise ChecksumError(f"checksum mismatch (expected {checksum})")
-    except BaseException:
-        part.unlink(missing_ok=True); raise
-    os.replace(part, dest)
+    t0 = time.monotonic()
+    with urllib.request.urlopen(req, timeout=stall) as r, open(part, 'wb') as f:
+        total = int(r.headers.get('Content-Length') or 0) or None
+        if size and total and total > size: raise OversizeError(f"{url} announces {total:,} bytes, more than the registered {size:,}")
+        got = 0
+        with _progress(total or size, name, progress) as bar:
+            while True:
+                try: chunk = r.read1(2**16)            # returns what one recv gave: a drip can't hide inside a big read
+                except (TimeoutError, socket.timeout): raise StalledError(f"{url}: no data for {stall:g} s (stall timeout; DLCOURSE_STALL_TIMEOUT)") from None
+                if not chunk: break
+                got += len(chunk); f.write(chunk); bar.update(len(chunk))
+                if size and got > size: raise OversizeError(f"{url} sent more than the registered {size:,} bytes")
+                if time.monotonic() - t0 > deadline:
+                    raise StalledError(f"{url}: not finished after {deadline:g} s ({got:,} bytes so far; deadline DLCOURSE_DEADLINE)")
+    return total
+
+def download_url(url:str, # where to get the file
+                 dest:str|Path, # where to put it
+                 checksum:str|None=None, # 'sha256:…' or 'md5:…' the file must have
+                 size:int|None=None, # the registered size: a shorter or longer transfer is an error
+                 progress:bool=True, # show a progress bar
+                 timeout:float|None=None, # stall timeout: seconds with no byte (see `timeouts`)
+                 deadline:float|None=None, # overall deadline in seconds (see `timeouts`)
+                 lock_timeout:float|None=None # seconds to wait for another process downloading `dest`
+                ) -> Path:
+    "Download `url` to `dest` via a `.part` file under a lock; verify `checksum` and `size` before renaming into place."
+    dest = Path(dest); lim = timeouts(timeout, deadline, lock_timeout)
+    part = dest.with_name(dest.name + '.part')
+    with file_lock(dest, lim['lock']):
+        if checksum and check_file(dest, checksum): return dest        # another process got it while we waited
+        try:
+            part.unlink(missing_ok=True)                                 # debris of a killed download
+            total = _stream(url, part, size, lim['stall'], lim['deadline'], progress, dest.name)
+            got, want = part.stat().st_size, total or size
+            if want and got != want: raise DownloadError(f"truncated transfer: got {got:,} of {want:,} bytes")
+            if checksum and not check_file(part, checksum): raise ChecksumError(f"checksum mismatch (expected {checksum})")
+            os.replace(part, dest)
+        except BaseException as e:
+            part.unlink(missing_ok=True)
+            if isinstance(e, PermissionError) or getattr(e, 'errno', None) == errno.EROFS: raise _not_writable(dest.parent, e) from None
+            raise
     return dest
 
 # %% ../nbs/01_data.ipynb #95af9e61
-def _safe_members(names, root):
-    root = Path(root).resolve()
-    for n in names:
-        if not (root/n).resolve().is_relative_to(root): raise DownloadError(f"refusing to extract {n!r} outside {root}")
+MARKER = '.extracted.json'   # inside an extracted folder: the archive's checksum and the number of files it gave
 
-def extract_archive(archive:str|Path, dest:str|Path) -> Path:
-    "Extract a .zip/.tar(.gz|.tgz) `archive` into the folder `dest`, atomically: a temporary folder renamed when complete."
+def _bad_member(name:str, link:bool=False, special:bool=False) -> str|None:
+    if link: return 'a link'
+    if special: return 'a device or pipe'
+    if name.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', name): return 'an absolute path'
+    if '..' in re.split(r'[/\\]', name): return "a '..' path"
+    return None
+
+def _check_members(archive:Path, members):
+    "`ArchiveError` for the first member (name, is_link, is_special) that must not be extracted."
+    for name, link, special in members:
+        if why := _bad_member(name, link, special):
+            raise ArchiveError(f"{archive}: member {name!r} is {why}; refusing to extract it (get the archive from the registered URL)")
+
+def _zip_members(z):
+    return [(i.filename, stat.S_ISLNK(i.external_attr >> 16), False) for i in z.infolist()]
+
+def _tar_members(t):
+    return [(m.name, m.issym() or m.islnk(), not (m.isfile() or m.isdir())) for m in t.getmembers()]
+
+def _count_files(folder:Path) -> int:
+    return sum(len([f for f in fs if f != MARKER]) for _, _, fs in os.walk(folder))
+
+def extracted_ok(dest:str|Path, # an extracted folder
+                 checksum:str|None=None # the archive's checksum it must come from (None: any)
+                ) -> bool:
+    "True if `dest` has a marker from `extract_archive` (matching `checksum` when given) and still holds as many files."
+    try: m = json.loads((Path(dest)/MARKER).read_text())
+    except (OSError, ValueError): return False
+    return (checksum is None or m.get('archive') == checksum) and m.get('files') == _count_files(Path(dest))
+
+def extract_archive(archive:str|Path, # a .zip/.tar(.gz|.tgz) file
+                    dest:str|Path, # the folder to extract into
+                    checksum:str|None=None, # the archive's checksum, kept in the marker (default: its sha256, computed)
+                    lock_timeout:float|None=None # seconds to wait for another process extracting into `dest`
+                   ) -> Path:
+    "Extract `archive` into the folder `dest` atomically (a temporary folder renamed when complete) and mark it; a damaged folder is extracted again."
     archive, dest = Path(archive), Path(dest)
-    if dest.is_dir(): return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z: _safe_members(z.namelist(), tmp); z.extractall(tmp)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as t: _safe_members(t.getnames(), tmp); t.extractall(tmp, filter='data')
-        else: raise DownloadError(f"{archive} is neither a zip nor a tar archive")
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+    if extracted_ok(dest, checksum): return dest
+    with file_lock(dest, lock_timeout):
+        if extracted_ok(dest, checksum): return dest                        # another process did it while we waited
+        try:
+            for old in dest.parent.glob(f'.{dest.name}.partial-*'): shutil.rmtree(old, ignore_errors=True)  # a killed extraction's debris
+            tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent))
+        except OSError as e: raise _not_writable(dest.parent, e) from None
+        try:
+            try:
+                if zipfile.is_zipfile(archive):
+                    with zipfile.ZipFile(archive) as z: _check_members(archive, _zip_members(z)); z.extractall(tmp)
+                elif tarfile.is_tarfile(archive):
+                    with tarfile.open(archive) as t: _check_members(archive, _tar_members(t)); t.extractall(tmp, filter='data')
+                else: raise ArchiveError(f"{archive} is neither a zip nor a tar archive: delete it and fetch it again")
+            except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+                raise ArchiveError(f"{archive} is damaged ({type(e).__name__}: {e}): delete it and fetch it again") from None
+            cs = checksum or f"sha256:{file_hash(archive)}"
+            (tmp/MARKER).write_text(json.dumps(dict(archive=cs, files=_count_files(tmp))))
+            if dest.exists():                                                # damaged or from another archive: replace it
+                old = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent)); os.rename(dest, old/'x')
+                shutil.rmtree(old, ignore_errors=True)
+            os.rename(tmp, dest)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, PermissionError) or getattr(e, 'errno', None) == errno.EROFS: raise _not_writable(dest.parent, e) from None
+            raise
     return dest
 
 # %% ../nbs/01_data.ipynb #2dc0fbe8
@@ -267,17 +403,20 @@ def _find_local(info:DatasetInfo, r:Resource):
                 raise ChecksumError(f"local copy {p} does not match {cs}: remove or replace it")
     return None
 
-def _fetch_one(info:DatasetInfo, r:Resource, cache:Path, progress:bool) -> Path:
+def _fetch_one(info:DatasetInfo, r:Resource, cache:Path, progress:bool, lim:dict) -> Path:
     "The verified file for `r`: cached, local copy, or downloaded."
     dest = cache/info.name/r.filename
     if dest.is_file():
         if check_file(dest, r.checksum): return dest
-        dest.unlink()  # a damaged or stale file: fetch it again
+        try: dest.unlink(missing_ok=True)  # a damaged or stale file: fetch it again
+        except OSError as e: raise _not_writable(dest.parent, e) from None
     if (p := _find_local(info, r)) is not None: return p
     errors = []
     for url in r.urls:
-        try: return download_url(url, dest, r.checksum, r.size, progress)
-        except (OSError, urllib.error.URLError, DownloadError) as e: errors.append(f"  {url}: {getattr(e, 'reason', None) or e}")
+        try: return download_url(url, dest, r.checksum, r.size, progress, lim['stall'], lim['deadline'], lim['lock'])
+        except (CacheNotWritableError, LockTimeout): raise
+        except (OSError, urllib.error.URLError, http.client.HTTPException, DownloadError) as e:
+            errors.append(f"  {url}: {getattr(e, 'reason', None) or e}")
     tried = '\n'.join(errors) or '\n'.join(['  (no public URL: this file is not downloadable)'] + [f'  {info.notes}'] * bool(info.notes))
     raise DownloadError(
         f"Could not get {r.filename!r} of dataset {info.name!r}.\nTried:\n{tried}\n"
@@ -288,15 +427,18 @@ def _fetch_one(info:DatasetInfo, r:Resource, cache:Path, progress:bool) -> Path:
 def fetch(name:str|DatasetInfo, # registry name, or a `DatasetInfo` (e.g. from `make_fixture`)
           cache:str|Path|None=None, # cache folder (default: `data_dir()`)
           only:Iterable[str]|None=None, # fetch only these filenames
-          progress:bool=True # show a progress bar for downloads
+          progress:bool=True, # show a progress bar for downloads
+          timeout:float|None=None, # stall timeout in seconds (see `timeouts`)
+          deadline:float|None=None, # overall deadline per file in seconds (see `timeouts`)
+          lock_timeout:float|None=None # seconds to wait for another process fetching the same file (see `timeouts`)
          ) -> dict[str, Path]:
-    "Get every (or `only` the named) resource of a dataset: filename -> verified file, or its extracted folder for archives."
+    "Get every (or `only` the named) resource of a dataset: filename -> verified file, or its extracted (and re-checked) folder for archives."
     info, cache = get_info(name), data_dir(cache)
     rs = info.resources if only is None else [info.resource(f) for f in only]
-    out = {}
+    lim, out = timeouts(timeout, deadline, lock_timeout), {}
     for r in rs:
-        p = _fetch_one(info, r, cache, progress)
-        out[r.filename] = extract_archive(p, cache/info.name/_stem(r.filename)) if r.extract else p
+        p = _fetch_one(info, r, cache, progress, lim)
+        out[r.filename] = extract_archive(p, cache/info.name/_stem(r.filename), r.checksum, lim['lock']) if r.extract else p
     return out
 
 # %% ../nbs/01_data.ipynb #837ef836
