@@ -20,7 +20,7 @@ from .data import fetch, read_names
 from .experiments import experiment, preset, study_data
 from .layers import RNN_CELLS, IGNORE, lm_loss, TokenNLL
 from .train import run, compare, Variant
-from .text import Vocab
+from .text import Vocab, check_tokens
 
 # %% auto #0
 __all__ = ['BOUNDARY', 'GATES', 'char_rnn', 'char_gru', 'char_lstm', 'CHAR_LM_PRESETS', 'load_names', 'char_vocab', 'split_words',
@@ -123,6 +123,7 @@ def name_dls(splits:dict[str, list[str]], # from `split_words`
              seed:int|None=None # seed of the training order (`run` re-seeds it with the run's seed)
             ) -> DataLoaders:
     "fastai `DataLoaders` of padded name batches: `dls.train`, `dls.valid` (dev) and `dls.test`."
+    for split, ws in splits.items(): check_tokens([list(w) for w in ws], vocab, f"{split} word")   # a character unseen in training
     mk = lambda split, **kw: PaddedSeqLoader(*encode_words(splits[split], vocab), device=device, **kw)
     tr = mk('train', bs=bs, shuffle=True, drop_last=len(splits['train']) > bs, seed=seed)
     dls = DataLoaders(tr, mk('valid', bs=4 * bs), device=tr.device)

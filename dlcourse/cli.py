@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser('list', help='list the experiments')
     r = sub.add_parser('run', help='run an experiment')
     r.add_argument('experiment'); r.add_argument('--dataset', default=None)
-    r.add_argument('--epochs', type=_positive_int, default=None); r.add_argument('--seed', type=int, default=0)
+    r.add_argument('--epochs', type=_positive_int, default=None); r.add_argument('--seed', type=_seed_arg, default=0)
     r.add_argument('--scale', choices=SCALES, default=None); r.add_argument('--out', default=None, help='folder for results.csv and plots')
     sub.add_parser('datasets', help='list the registered datasets')
     f = sub.add_parser('fetch', help='download and verify a dataset'); f.add_argument('dataset')
@@ -75,6 +75,7 @@ def main(argv:list[str]|None=None) -> int:
             dataset = a.dataset or ex.datasets[0]
             if dataset not in ex.datasets:
                 raise _UsageError(f"dataset {dataset!r} is not valid for {a.experiment}; valid: {', '.join(ex.datasets)}")
+            check_env()                               # DLCOURSE_SCALE/THREADS/DEVICE
             scale = get_scale(a.scale)
             from dlcourse.core import env_record
             from dlcourse.train import run_experiment
@@ -89,5 +90,15 @@ def main(argv:list[str]|None=None) -> int:
         return 0
     except _UsageError as e:
         print(f"dlcourse: error: {e}", file=sys.stderr); return 2
+    except InputError as e:                       # bad settings or data, found before training
+        print(f"dlcourse: error: {e}", file=sys.stderr); return 2
     except DownloadError as e:
         print(f"dlcourse: {e}", file=sys.stderr); return 1
+
+# %% ../nbs/09_cli.ipynb #34c0bd42
+from .core import InputError, check_env, check_seed, SEED_MAX
+
+def _seed_arg(s:str) -> int:
+    "The argparse type of `--seed`: an integer in 0..`SEED_MAX`."
+    try: return check_seed(int(s))
+    except ValueError: raise argparse.ArgumentTypeError(f"must be an integer in 0..{SEED_MAX}, got {s!r}") from None

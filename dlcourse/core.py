@@ -41,7 +41,7 @@ def in_test() -> bool:
     "True when running under `nbdev_test` or pytest."
     return bool(os.environ.get('IN_TEST')) or 'PYTEST_CURRENT_TEST' in os.environ
 
-# %% ../nbs/00_core.ipynb #4a3d1292
+# %% ../nbs/00_core.ipynb #f6c2e96e
 def env_number(var:str, # the environment variable
                default=None, # its value when unset or empty
                lo:float=0, # the smallest valid value
@@ -73,7 +73,7 @@ def check_seed(seed) -> int:
     if not ok: raise InputError(f"seed must be an integer in 0..{SEED_MAX}, got {seed!r}")
     return int(seed)
 
-# %% ../nbs/00_core.ipynb #901cede4
+# %% ../nbs/00_core.ipynb #3e114302
 def check_labels(labels, # class ids: a list, array or tensor
                  where:str, # what they are, for the message (a split, a file)
                  n_classes:int|None=None, # valid ids are 0..n_classes-1
@@ -81,13 +81,14 @@ def check_labels(labels, # class ids: a list, array or tensor
                 ):
     "`InputError` naming the first label that is not an integer class id (in range when `n_classes` is given)."
     import numpy as np
-    a = np.asarray(labels.detach().cpu() if hasattr(labels, 'detach') else list(labels), dtype=object)
+    a = np.asarray(labels.detach().cpu() if hasattr(labels, 'detach') else list(labels))
     if a.ndim != 1: return                                   # not one class per item (e.g. language-model targets)
-    for i, v in enumerate(a):
-        if not isinstance(v, (int, np.integer, float, np.floating)) or isinstance(v, bool) or v != int(v):
-            kind = 'a string' if isinstance(v, str) else f'a {type(v).__name__}'
-            raise InputError(f"{where}: label {v!r} of item {i} is {kind}, not a class id; map labels to 0..C-1 first "
-                             "(e.g. classes = sorted(set(labels)); y = [classes.index(l) for l in labels])")
+    if a.dtype.kind not in 'iub' and not (a.dtype.kind == 'f' and (a == a.round()).all()):
+        for i, v in enumerate(a.tolist() if isinstance(labels, np.ndarray) or hasattr(labels, 'detach') else list(labels)):
+            if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool) or v != int(v):
+                kind = 'a string' if isinstance(v, str) else f'a {type(v).__name__}'
+                raise InputError(f"{where}: label {v!r} of item {i} is {kind}, not a class id; map labels to 0..C-1 first "
+                                 "(e.g. classes = sorted(set(labels)); y = [classes.index(l) for l in labels])")
     if n_classes is None or not len(a): return
     ids = a.astype(np.int64); bad = np.flatnonzero((ids < 0) | (ids >= n_classes))
     if len(bad):
@@ -103,6 +104,7 @@ def check_dls(dls # the `DataLoaders` about to be trained on
              ):
     "Before training: `InputError` if the training loader yields no batch, or a split's labels are not ids in 0..`dls.c`-1."
     tr = dls.train
+    if not getattr(tr, 'bs', 1) or getattr(tr, 'bs', 1) < 1: raise InputError(f"the training batch size must be >= 1, got bs={tr.bs}")
     if len(tr) == 0:
         raise InputError(f"the training loader yields no batches: {getattr(tr, 'n', '?')} items, bs={getattr(tr, 'bs', '?')}, "
                          f"drop_last={getattr(tr, 'drop_last', '?')}; use a batch size <= the number of items, or drop_last=False")

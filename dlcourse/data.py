@@ -20,8 +20,8 @@ __all__ = ['DATASETS', 'MARKER', 'CIFAR_CLASSES', 'Resource', 'DatasetInfo', 're
            'local_dirs', 'file_hash', 'check_file', 'DownloadError', 'ChecksumError', 'StalledError', 'OversizeError',
            'ArchiveError', 'CacheNotWritableError', 'LockTimeout', 'timeouts', 'file_lock', 'download_url',
            'extracted_ok', 'extract_archive', 'fetch', 'make_fixture', 'smoke_fixture', 'read_cifar10',
-           'read_image_folder', 'read_cifar10_jpeg', 'read_tinyimagenet', 'read_imdb', 'read_names', 'read_text',
-           'read_wikitext2', 'read_fra_eng', 'read_mr', 'read_trec', 'read_reuters', 'read_yelp']
+           'read_image_folder', 'read_cifar10_jpeg', 'read_tinyimagenet', 'decode_text', 'read_text', 'read_imdb',
+           'read_names', 'read_wikitext2', 'read_fra_eng', 'read_mr', 'read_trec', 'read_reuters', 'read_yelp']
 
 # %% ../nbs/01_data.ipynb #adfdffe7
 @dataclass(frozen=True)
@@ -342,16 +342,22 @@ def _zip_members(z):
 def _tar_members(t):
     return [(m.name, m.issym() or m.islnk(), not (m.isfile() or m.isdir())) for m in t.getmembers()]
 
-def _count_files(folder:Path) -> int:
-    return sum(len([f for f in fs if f != MARKER]) for _, _, fs in os.walk(folder))
+def _file_counts(folder:Path) -> dict[str, int]:
+    "Files per sub-folder of `folder` (relative paths; the marker not counted)."
+    return {os.path.relpath(d, folder): len([f for f in fs if f != MARKER]) for d, _, fs in os.walk(folder)}
 
 def extracted_ok(dest:str|Path, # an extracted folder
                  checksum:str|None=None # the archive's checksum it must come from (None: any)
                 ) -> bool:
-    "True if `dest` has a marker from `extract_archive` (matching `checksum` when given) and still holds as many files."
+    "True if `dest` has a marker from `extract_archive` (matching `checksum` when given) and every folder still holds as many files (or more: caches kept beside them)."
     try: m = json.loads((Path(dest)/MARKER).read_text())
     except (OSError, ValueError): return False
-    return (checksum is None or m.get('archive') == checksum) and m.get('files') == _count_files(Path(dest))
+    if checksum is not None and m.get('archive') != checksum: return False
+    for d, n in m.get('dirs', {}).items():
+        try: have = sum(e.is_file() and e.name != MARKER for e in os.scandir(Path(dest)/d))
+        except OSError: return False
+        if have < n: return False
+    return 'dirs' in m
 
 def extract_archive(archive:str|Path, # a .zip/.tar(.gz|.tgz) file
                     dest:str|Path, # the folder to extract into
@@ -377,7 +383,8 @@ def extract_archive(archive:str|Path, # a .zip/.tar(.gz|.tgz) file
             except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
                 raise ArchiveError(f"{archive} is damaged ({type(e).__name__}: {e}): delete it and fetch it again") from None
             cs = checksum or f"sha256:{file_hash(archive)}"
-            (tmp/MARKER).write_text(json.dumps(dict(archive=cs, files=_count_files(tmp))))
+            counts = _file_counts(tmp)
+            (tmp/MARKER).write_text(json.dumps(dict(archive=cs, files=sum(counts.values()), dirs=counts)))
             if dest.exists():                                                # damaged or from another archive: replace it
                 old = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.partial-', dir=dest.parent)); os.rename(dest, old/'x')
                 shutil.rmtree(old, ignore_errors=True)
@@ -665,6 +672,21 @@ def read_tinyimagenet(folder:str|Path) -> dict:
                 classes=wnids)
 
 # %% ../nbs/01_data.ipynb #1e3bbb79
+def decode_text(data:bytes, # the file's bytes
+                where:str|Path, # the file, for the message
+                encoding:str='utf-8'
+               ) -> str:
+    "`data` decoded; a bad byte is an `InputError` naming the file, line and byte."
+    try: return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise InputError(f"{where}:{line}: not valid {encoding} (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                         f"re-save the file as {encoding}") from None
+
+def read_text(path:str|Path, encoding:str='utf-8') -> str:
+    "The whole text file; a bad byte is an `InputError` naming the file and line."
+    return decode_text(Path(path).read_bytes(), path, encoding)
+
 def read_imdb(folder:str|Path, split:str='train', # 'train' or 'test'
               with_ratings:bool=False) -> tuple:
     "IMDB reviews of `split` from the extracted archive: (texts, labels 1=pos 0=neg[, ratings])."
@@ -673,16 +695,12 @@ def read_imdb(folder:str|Path, split:str='train', # 'train' or 'test'
     texts, labels, ratings = [], [], []
     for lab in ('neg', 'pos'):
         for p in sorted((root/split/lab).glob('*.txt'), key=lambda p: int(p.stem.split('_')[0])):
-            texts.append(p.read_text(encoding='utf-8')); labels.append(int(lab == 'pos')); ratings.append(int(p.stem.split('_')[1]))
+            texts.append(read_text(p)); labels.append(int(lab == 'pos')); ratings.append(int(p.stem.split('_')[1]))
     return (texts, labels, ratings) if with_ratings else (texts, labels)
 
 def read_names(path:str|Path) -> list[str]:
     "One name per line, lower-cased, blank lines dropped."
-    return [l.strip().lower() for l in Path(path).read_text().splitlines() if l.strip()]
-
-def read_text(path:str|Path, encoding:str='utf-8') -> str:
-    "The whole text file."
-    return Path(path).read_text(encoding=encoding)
+    return [l.strip().lower() for l in read_text(path).splitlines() if l.strip()]
 
 def read_wikitext2(files:dict, split:str='valid') -> list[str]:
     "Lines of a WikiText-2 split from what `fetch('wikitext-2', ...)` returned (the zip's folder or valid.txt/test.txt)."
@@ -690,15 +708,15 @@ def read_wikitext2(files:dict, split:str='valid') -> list[str]:
     if f'{split}.txt' in files: p = files[f'{split}.txt']
     elif 'wikitext-2-v1.zip' in files: p = next(Path(files['wikitext-2-v1.zip']).rglob(f'wiki.{split}.tokens'))
     else: raise FileNotFoundError(f"no {split} split in {list(files)}; fetch 'wikitext-2-v1.zip' for the train split")
-    return Path(p).read_text(encoding='utf-8').splitlines()
+    return read_text(p).splitlines()
 
 def read_fra_eng(path:str|Path) -> list[tuple[str, str]]:
     "English-French pairs from the manythings `fra-eng.zip` (or an extracted `fra.txt`): [(english, french), ...]."
     p = Path(path)
     if p.is_dir(): p = next(p.rglob('fra.txt'))
     if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z: text = z.read('fra.txt').decode('utf-8')
-    else: text = p.read_text(encoding='utf-8')
+        with zipfile.ZipFile(p) as z: text = decode_text(z.read('fra.txt'), f'{p}:fra.txt')
+    else: text = read_text(p)
     return [tuple(l.split('\t')[:2]) for l in text.splitlines() if '\t' in l]
 
 def read_mr(files:dict) -> tuple[list[str], list[int]]:
@@ -712,9 +730,11 @@ def read_mr(files:dict) -> tuple[list[str], list[int]]:
 def read_trec(path:str|Path) -> tuple[list[str], list[str], list[str]]:
     "A TREC label file: (questions, coarse labels, fine labels 'COARSE:fine')."
     texts, coarse, fine = [], [], []
-    for l in Path(path).read_bytes().decode('latin-1').splitlines():
+    for n, l in enumerate(Path(path).read_bytes().decode('latin-1').splitlines(), 1):
         if not l.strip(): continue
-        lab, q = l.split(' ', 1); texts.append(q.strip()); coarse.append(lab.split(':')[0]); fine.append(lab)
+        lab, _, q = l.strip().partition(' ')
+        if ':' not in lab or not q.strip(): raise InputError(f"{path}:{n}: not a TREC line 'COARSE:fine question': {l[:60]!r}")
+        texts.append(q.strip()); coarse.append(lab.split(':')[0]); fine.append(lab)
     return texts, coarse, fine
 
 # %% ../nbs/01_data.ipynb #948684f7
@@ -741,5 +761,5 @@ def read_reuters(folder:str|Path|dict):
 def read_yelp(folder:str|Path, split:str='train') -> tuple[list[str], list[int]]:
     "Yelp review full CSV (`label,text`): (texts, labels 0..4)."
     p = next(Path(folder).rglob(f'{split}.csv'))
-    with open(p, encoding='utf-8', newline='') as f: rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(read_text(p), newline='')))
     return [r[1].replace('\\n', '\n') for r in rows], [int(r[0]) - 1 for r in rows]

@@ -269,6 +269,7 @@ def image_dls(data:ImageData, # from `load_images`
               seed:int|None=None # seed of the training loader's shuffles and augmentations (`train.run` resets it per run)
              ) -> DataLoaders:
     "fastai `DataLoaders` of `InMemoryLoader`s: shuffled, augmented train; plain valid (and test, train_eval)."
+    for split in ('train', 'valid', 'test'): getattr(data, split) is None or check_labels(getattr(data, split)[1], f"{split} labels")
     tr = InMemoryLoader(*data.train, bs=bs, shuffle=True, drop_last=len(data.train[0]) > bs, device=device, augment=augment,
                         channels_last=channels_last, seed=seed)
     mk = lambda s: InMemoryLoader(*s, bs=2 * bs, device=tr.device, mean=tr.mean.flatten(), std=tr.std.flatten(),

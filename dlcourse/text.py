@@ -15,8 +15,8 @@ from fastai.data.core import DataLoaders
 from .core import *
 
 # %% auto #0
-__all__ = ['tokenize', 'Vocab', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData', 'load_text_clf', 'train_word2vec',
-           'load_word_vectors', 'embedding_matrix', 'LMLoader', 'lm_dls']
+__all__ = ['tokenize', 'UnknownTokenError', 'Vocab', 'check_tokens', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData',
+           'load_text_clf', 'train_word2vec', 'load_word_vectors', 'embedding_matrix', 'LMLoader', 'lm_dls']
 
 # %% ../nbs/03_text.ipynb #ad092468
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", re.I)
@@ -31,6 +31,10 @@ def tokenize(text:str, # raw text
     return _TOKEN_RE.findall(text)
 
 # %% ../nbs/03_text.ipynb #10339fee
+class UnknownTokenError(InputError, KeyError):
+    "A token missing from a vocabulary that has no unknown token."
+    __str__ = BaseException.__str__                   # the message as is, not KeyError's quoted repr
+
 class Vocab:
     "Token <-> id mapping with special tokens first; unknown tokens map to `unk`."
     def __init__(self, itos:Sequence[str], unk:str|None='<unk>', pad:str|None='<pad>'):
@@ -58,12 +62,28 @@ class Vocab:
     def __contains__(self, t): return t in self.stoi
     def __repr__(self): return f"Vocab({len(self)} tokens: {' '.join(self.itos[:8])} ...)"
     def encode(self, tokens:Sequence[str]) -> list[int]:
-        "Ids of `tokens`; unknown ones become `unk_idx` (KeyError when the vocabulary has no unknown token)."
-        if self.unk_idx is None: return [self.stoi[t] for t in tokens]
+        "Ids of `tokens`; unknown ones become `unk_idx` (`UnknownTokenError` when the vocabulary has no unknown token)."
+        if self.unk_idx is None:
+            try: return [self.stoi[t] for t in tokens]
+            except KeyError as e: raise UnknownTokenError(f"{e.args[0]!r} is not in the vocabulary of {len(self)} tokens, which has no unknown token") from None
         return [self.stoi.get(t, self.unk_idx) for t in tokens]
     def decode(self, ids:Iterable[int]) -> list[str]:
         "Tokens of `ids`."
         return [self.itos[int(i)] for i in ids]
+
+def check_tokens(token_lists:Iterable[Sequence[str]], # tokenised items (texts, or words as lists of characters)
+                 vocab:Vocab, # the vocabulary they will be encoded with
+                 where:str='item' # what an item is, for the message (e.g. 'valid word')
+                ):
+    "`UnknownTokenError` naming the first item with a token missing from `vocab`, when it has no unknown token (else they map to it)."
+    if vocab.unk_idx is not None: return
+    for i, ts in enumerate(token_lists):
+        for t in ts:
+            if t not in vocab.stoi:
+                item = ''.join(ts) if all(len(x) == 1 for x in ts) else ' '.join(ts)
+                raise UnknownTokenError(f"{where} {i} ({item[:40]!r}) has {t!r}, which is not in the vocabulary of {len(vocab)} tokens "
+                                        "(built from the training data, with no unknown token): build it from all splits, or drop such items")
+
 
 # %% ../nbs/03_text.ipynb #41097feb
 def pad_batch(seqs:Sequence[Sequence[int]], # token-id sequences (lists, tuples, arrays or 1-D tensors)
@@ -144,10 +164,14 @@ def text_clf_dls(train:tuple, # (texts, labels) for training
                  seed:int|None=0 # shuffling seed of the training loader (`dlcourse.train.run` re-seeds it per run)
                 ) -> DataLoaders:
     "fastai `DataLoaders` of `TextClfLoader`s, with `dls.vocab`, `dls.c`, `dls.test` and `dls.train_eval`."
+    for split, d in (('training', train), ('validation', valid), ('test', test)):
+        if d is not None: check_labels(d[1], f"{split} labels")         # class ids, not strings
     toks = [tokenizer(t) for t in train[0]]
     vocab = vocab or Vocab.build(toks, min_freq=min_freq, max_size=max_vocab)
+    if vocab.pad_idx is None: raise InputError("the vocabulary has no '<pad>' token, so padding would use another token's id; "
+                                               "build it with Vocab.build(..., specials=('<pad>', '<unk>')) or add '<pad>'")
     enc = lambda texts: [vocab.encode(tokenizer(t)) for t in texts]
-    kw = dict(pad_idx=vocab.pad_idx or 0, max_len=max_len, device=device, seed=seed)
+    kw = dict(pad_idx=vocab.pad_idx, max_len=max_len, device=device, seed=seed)
     tr = TextClfLoader([vocab.encode(t) for t in toks], train[1], bs=bs, shuffle=True, **kw)
     dls = DataLoaders(tr, TextClfLoader(enc(valid[0]), valid[1], bs=2 * bs, **kw), device=tr.device)
     dls.test = TextClfLoader(enc(test[0]), test[1], bs=2 * bs, **kw) if test is not None else None
@@ -187,6 +211,8 @@ def load_text_clf(name:str, # 'imdb', 'trec', 'mr-rt-polarity' or 'reuters21578'
         f = fetch(info or name, cache=cache)
         (q, c, _), (qt, ct, _) = read_trec(f['train_5500.label']), read_trec(f['TREC_10.label'])
         classes = sorted(set(c)); k = {x: i for i, x in enumerate(classes)}
+        if new := [(i, x) for i, x in enumerate(ct) if x not in k]:
+            raise InputError(f"TREC_10.label: question {new[0][0]} has label {new[0][1]!r}, which no training question has; valid: {', '.join(classes)}")
         train, valid = _split(q, [k[x] for x in c], nv(len(q)), seed)
         return TextData(train, valid, (qt, [k[x] for x in ct]), classes)
     if name == 'mr-rt-polarity':

@@ -159,6 +159,7 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
         **learner_kw # passed to `make_learner` (opt, wd, metrics, loss_func, clip, patience, cbs, ...)
        ) -> tuple[dict, Learner]:
     "Train one model; return (result row, learner). The row holds losses, metrics, time, memory, size and provenance."
+    check_dls(dls)                                # bad labels or no batches: one line now, not a traceback after training
     seed_everything(seed)
     reseed(dls, seed)
     model = model_fn()

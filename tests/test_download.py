@@ -226,6 +226,8 @@ def test_damaged_folder_is_extracted_again(tmp_path, faulty, imdb2):
     cache = tmp_path/'cache'
     folder = fetch(imdb2, cache=cache, progress=False)['aclImdb_v1.tar.gz']
     assert (folder/MARKER).is_file()
+    (folder/'decoded-v1.pt').write_bytes(b'a cache kept beside the data')
+    assert fetch(imdb2, cache=cache, progress=False)['aclImdb_v1.tar.gz'] == folder and (folder/'decoded-v1.pt').exists()  # not re-extracted
     shutil.rmtree(folder/'aclImdb'/'train'/'pos')                     # read_imdb would silently return one class
     folder = fetch(imdb2, cache=cache, progress=False)['aclImdb_v1.tar.gz']
     assert sorted(set(read_imdb(folder, 'train')[1])) == [0, 1]
