@@ -346,18 +346,41 @@ def _file_counts(folder:Path) -> dict[str, int]:
     "Files per sub-folder of `folder` (relative paths; the marker not counted)."
     return {os.path.relpath(d, folder): len([f for f in fs if f != MARKER]) for d, _, fs in os.walk(folder)}
 
+def _holds(dest:Path, dirs:dict) -> bool:
+    "True if every folder of `dirs` is in `dest` with at least its number of files."
+    for d, n in dirs.items():
+        try: have = sum(e.is_file() and e.name != MARKER for e in os.scandir(dest/d))
+        except OSError: return False
+        if have < n: return False
+    return True
+
 def extracted_ok(dest:str|Path, # an extracted folder
                  checksum:str|None=None # the archive's checksum it must come from (None: any)
                 ) -> bool:
     "True if `dest` has a marker from `extract_archive` (matching `checksum` when given) and every folder still holds as many files (or more: caches kept beside them)."
     try: m = json.loads((Path(dest)/MARKER).read_text())
     except (OSError, ValueError): return False
-    if checksum is not None and m.get('archive') != checksum: return False
-    for d, n in m.get('dirs', {}).items():
-        try: have = sum(e.is_file() and e.name != MARKER for e in os.scandir(Path(dest)/d))
-        except OSError: return False
-        if have < n: return False
-    return 'dirs' in m
+    return (checksum is None or m.get('archive') == checksum) and 'dirs' in m and _holds(Path(dest), m['dirs'])
+
+def _archive_counts(archive:Path) -> dict[str, int]:
+    "Regular files per folder in `archive`, keyed like `_file_counts`."
+    names = []
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z: names = [i.filename for i in z.infolist() if not i.is_dir()]
+    else:
+        with tarfile.open(archive) as t: names = [m.name for m in t.getmembers() if m.isfile()]
+    out = {}
+    for n in names: d = os.path.normpath(os.path.dirname(n.replace('\\', '/')) or '.'); out[d] = out.get(d, 0) + 1
+    return out
+
+def _adopt(archive:Path, dest:Path, checksum:str|None) -> bool:
+    "A folder extracted before markers existed: True (and marked, where the cache is writable) if it holds every file of `archive`."
+    try: counts = _archive_counts(archive)
+    except Exception: return False                    # a damaged archive: extraction says so
+    if not _holds(dest, counts): return False
+    try: (dest/MARKER).write_text(json.dumps(dict(archive=checksum or f"sha256:{file_hash(archive)}", files=sum(counts.values()), dirs=counts)))
+    except OSError: pass
+    return True
 
 def extract_archive(archive:str|Path, # a .zip/.tar(.gz|.tgz) file
                     dest:str|Path, # the folder to extract into
@@ -367,6 +390,7 @@ def extract_archive(archive:str|Path, # a .zip/.tar(.gz|.tgz) file
     "Extract `archive` into the folder `dest` atomically (a temporary folder renamed when complete) and mark it; a damaged folder is extracted again."
     archive, dest = Path(archive), Path(dest)
     if extracted_ok(dest, checksum): return dest
+    if dest.is_dir() and not (dest/MARKER).exists() and _adopt(archive, dest, checksum): return dest
     with file_lock(dest, lock_timeout):
         if extracted_ok(dest, checksum): return dest                        # another process did it while we waited
         try:

@@ -254,3 +254,13 @@ def test_read_only_cache_is_one_line(tmp_path, faulty, imdb2, monkeypatch):
             fetch(imdb2, cache=cache, progress=False)
         _one_line(e)
     finally: cache.chmod(0o755); (cache/'imdb').chmod(0o755)
+
+def test_folder_extracted_before_markers_is_adopted_or_redone(tmp_path, faulty, imdb2):
+    cache = tmp_path/'cache'
+    folder = fetch(imdb2, cache=cache, progress=False)['aclImdb_v1.tar.gz']
+    (folder/MARKER).unlink(); (folder/'decoded-v1.pt').write_bytes(b'cache')      # as an older dlcourse left it
+    assert fetch(imdb2, cache=cache, progress=False)['aclImdb_v1.tar.gz'] == folder
+    assert (folder/'decoded-v1.pt').exists() and (folder/MARKER).exists()          # checked against the archive, not re-extracted
+    (folder/MARKER).unlink(); next((folder/'aclImdb'/'test'/'neg').iterdir()).unlink()
+    fetch(imdb2, cache=cache, progress=False)
+    assert not (folder/'decoded-v1.pt').exists() and len(read_imdb(folder, 'test')[0]) == 40   # a file was missing: extracted again
