@@ -58,6 +58,8 @@ def _seed_summary(df) -> str|None:
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `dlcourse` command; returns the exit status."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['sweep']: return _sweep(argv[1:])        # `dlcourse sweep` has its own options (see `dlcourse.sweep.main`)
     from dlcourse.data import DATASETS, fetch, DownloadError, data_dir
     try:
         a = _parser().parse_args(argv)
@@ -91,3 +93,9 @@ def main(argv:list[str]|None=None) -> int:
         print(f"dlcourse: error: {e}", file=sys.stderr); return 2
     except DownloadError as e:
         print(f"dlcourse: {e}", file=sys.stderr); return 1
+
+# %% ../nbs/09_cli.ipynb #3bbe4f9f
+def _sweep(argv:list[str]) -> int:
+    "`dlcourse sweep ...`: hand over to `dlcourse.sweep.main` (imports torch, fastai and Optuna only now)."
+    from dlcourse.sweep import main as sweep_main
+    return sweep_main(argv)

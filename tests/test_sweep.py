@@ -49,3 +49,14 @@ def test_two_workers_postgres(postgres, tmp_path):
     df = sweep('mlp-digits', SPACE, url=postgres, out=tmp_path, workers=2, epochs=2)
     check(df)
     assert not (tmp_path/'sweep.db').exists()
+
+def test_cli_sweep_random_then_nothing_twice(tmp_path):
+    "`dlcourse sweep` with random search: the trials asked for, a table printed; run again, no new trial."
+    from dlcourse.cli import main
+    args = ['sweep', 'mlp-digits', '--space', 'width=int:8:64', '--space', 'lr=log:1e-3:3e-2', '--sampler', 'random',
+            '--trials', '2', '--epochs', '1', '--out', str(tmp_path), '--no-prune']
+    assert main(args) == 0
+    import pandas as pd
+    df = pd.read_csv(tmp_path/'results.csv')
+    assert len(df) == 2 and df.p_width.between(8, 64).all() and (df.state == 'complete').all()
+    assert main(args) == 0 and len(pd.read_csv(tmp_path/'results.csv')) == 2
