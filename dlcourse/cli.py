@@ -94,7 +94,7 @@ def main(argv:list[str]|None=None) -> int:
     except DownloadError as e:
         print(f"dlcourse: {e}", file=sys.stderr); return 1
 
-# %% ../nbs/09_cli.ipynb #3bbe4f9f
+# %% ../nbs/09_cli.ipynb #65d5dcab
 def _sweep(argv:list[str]) -> int:
     "`dlcourse sweep ...`: hand over to `dlcourse.sweep.main` (imports torch, fastai and Optuna only now)."
     from dlcourse.sweep import main as sweep_main

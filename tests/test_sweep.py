@@ -60,3 +60,23 @@ def test_cli_sweep_random_then_nothing_twice(tmp_path):
     df = pd.read_csv(tmp_path/'results.csv')
     assert len(df) == 2 and df.p_width.between(8, 64).all() and (df.state == 'complete').all()
     assert main(args) == 0 and len(pd.read_csv(tmp_path/'results.csv')) == 2
+
+def test_killed_worker_is_failed_and_retried(tmp_path):
+    "A worker killed mid-trial stops its heartbeat: the next sweep marks that trial failed and runs the point again."
+    import optuna
+    from optuna.trial import TrialState as S
+    from dlcourse.sweep import open_study
+    url, space = f"sqlite:///{tmp_path/'sweep.db'}", ['width=16', 'lr=3e-3']
+    study = open_study('mlp-digits', parse_space(space), url, heartbeat=1, grace=2)
+    worker = subprocess.Popen([sys.executable, '-m', 'dlcourse.sweep', 'mlp-digits', '--join', '--storage', url, '--space', space[0],
+                               '--space', space[1], '--epochs', '500', '--heartbeat', '1', '--grace', '2', '--no-prune'])
+    try:
+        t0 = time.time()
+        while not study.get_trials(states=(S.RUNNING,)) and time.time() - t0 < 120: time.sleep(0.5)
+        time.sleep(1.5)
+    finally: worker.kill(); worker.wait()
+    assert study.get_trials(states=(S.RUNNING,)), 'the worker never started its trial'
+    time.sleep(3)                                                           # longer than the grace period
+    df = sweep('mlp-digits', space, url=url, out=tmp_path, epochs=1, prune=False, heartbeat=1, grace=2)
+    assert [t.state for t in study.get_trials()] == [S.FAIL, S.COMPLETE]
+    assert len(df) == 1 and df.state.tolist() == ['complete'] and (df.p_width == 16).all()
