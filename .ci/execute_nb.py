@@ -22,6 +22,7 @@ def pre(cell):
     if 'nbdev_export' + '(' in cell.source: return True
     flags = {l.strip().replace('#|', '').strip() for l in cell.source.splitlines() if l.strip().startswith('#|')}
     if a.skip_flags and flags & {'slow', 'gpu'}: return True
+    if 'eval: false' in flags: return True                 # never run (e.g. a module's `if __name__ == '__main__'`), as in nbdev_test
     if 'gpu' in flags and not (a.gpu or torch.cuda.is_available()): return True   # never start a GPU recipe on a CPU by accident
     return False
 for cell in nb.cells:                                      # a cell that now prints nothing must not keep an old output

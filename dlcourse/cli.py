@@ -58,6 +58,8 @@ def _seed_summary(df) -> str|None:
 
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `dlcourse` command; returns the exit status."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['sweep']: return _sweep(argv[1:])        # `dlcourse sweep` has its own options (see `dlcourse.sweep.main`)
     from dlcourse.data import DATASETS, fetch, DownloadError, data_dir
     try:
         a = _parser().parse_args(argv)
@@ -102,3 +104,9 @@ def _seed_arg(s:str) -> int:
     "The argparse type of `--seed`: an integer in 0..`SEED_MAX`."
     try: return check_seed(int(s))
     except ValueError: raise argparse.ArgumentTypeError(f"must be an integer in 0..{SEED_MAX}, got {s!r}") from None
+
+# %% ../nbs/09_cli.ipynb #65d5dcab
+def _sweep(argv:list[str]) -> int:
+    "`dlcourse sweep ...`: hand over to `dlcourse.sweep.main` (imports torch, fastai and Optuna only now)."
+    from dlcourse.sweep import main as sweep_main
+    return sweep_main(argv)
