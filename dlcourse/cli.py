@@ -27,13 +27,16 @@ def _positive_int(s):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog='dlcourse', description='Run the experiments of the dlcourse chapters.')
-    sub = p.add_subparsers(dest='cmd', parser_class=_Parser, metavar='{list,run,datasets,fetch}')
+    sub = p.add_subparsers(dest='cmd', parser_class=_Parser, metavar='{list,run,predict,datasets,fetch}')
     sub.required = True
     sub.add_parser('list', help='list the experiments')
     r = sub.add_parser('run', help='run an experiment')
     r.add_argument('experiment'); r.add_argument('--dataset', default=None)
     r.add_argument('--epochs', type=_positive_int, default=None); r.add_argument('--seed', type=int, default=0)
-    r.add_argument('--scale', choices=SCALES, default=None); r.add_argument('--out', default=None, help='folder for results.csv and plots')
+    r.add_argument('--scale', choices=SCALES, default=None)
+    r.add_argument('--out', default=None, help='folder for results.csv, plots, the best model and manifest.json (replaced as a whole)')
+    pr = sub.add_parser('predict', help='predict with the model a `run --out DIR` saved')
+    pr.add_argument('run_dir', help='the --out folder of a run'); pr.add_argument('inputs', nargs='+', help='texts, or image files')
     sub.add_parser('datasets', help='list the registered datasets')
     f = sub.add_parser('fetch', help='download and verify a dataset'); f.add_argument('dataset')
     return p
@@ -41,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 def _table(df) -> str:
     "The rows as a readable table: which run, its results, its cost."
     from dlcourse.train import id_columns, result_columns
-    cols = id_columns(df) + ['seed', 'epochs', 'initial_loss'] + result_columns(df) + ['seconds', 'peak_mb', 'params']
+    status = ['status'] if 'status' in df and (df.status != 'ok').any() else []
+    cols = id_columns(df) + ['seed', 'epochs'] + status + ['initial_loss'] + result_columns(df) + ['seconds', 'peak_mb', 'params']
     cols = [c for c in dict.fromkeys(cols) if c in df.columns and not df[c].isna().all()]
     return df[cols].to_string(index=False, float_format=lambda v: f'{v:.4f}')
 
@@ -56,9 +60,28 @@ def _seed_summary(df) -> str|None:
     out = pd.DataFrame({m: [f"{a:.4f} ± {b:.4f}" for a, b in zip(s[m], s[m + '_std'])] for m in ms}, index=s.index)
     return f"mean ± std over {df.seed.nunique()} seeds:\n" + out.to_string()
 
+def _predict(run_dir:str, inputs:list[str]) -> None:
+    "Print one line per input: the input, then the predicted class and its probability (an LM: the most likely next token)."
+    from dlcourse.train import load_model
+    from dlcourse.images import InMemoryLoader
+    run_dir = Path(run_dir)
+    if not (run_dir/'model.json').is_file(): raise _UsageError(f"{run_dir} holds no saved model (model.json); `dlcourse run EXPERIMENT --out DIR` writes one")
+    learn = load_model(run_dir)
+    if isinstance(learn.dls.valid, InMemoryLoader):
+        bad = [i for i in inputs if not Path(i).is_file()]
+        if bad: raise _UsageError(f"this is an image model: inputs must be image files; not a file: {', '.join(bad)}")
+    for item in inputs:
+        try: label, idx, probs = learn.predict(item)
+        except OSError as e: raise _UsageError(f"can't read {item}: {e}") from None
+        if probs.ndim == 2:                                   # a language model: the distribution after the last position
+            p, i = probs[-1].max(0); label = learn.dls.vocab.itos[int(i)]
+        else: p = probs[int(idx)]
+        print(f"{item}\t{label}\t{float(p):.3f}")
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `dlcourse` command; returns the exit status."
     from dlcourse.data import DATASETS, fetch, DownloadError, data_dir
+    a = None
     try:
         a = _parser().parse_args(argv)
         if a.cmd == 'list':
@@ -66,6 +89,7 @@ def main(argv:list[str]|None=None) -> int:
         elif a.cmd == 'datasets':
             for n, i in sorted(DATASETS.items()): print(f"{n:<18} {i.description}")
             print(f"\ncache: {data_dir()}  (set DLCOURSE_DATA to change it)")
+        elif a.cmd == 'predict': _predict(a.run_dir, a.inputs)
         elif a.cmd == 'fetch':
             if a.dataset not in DATASETS: raise _UsageError(f"unknown dataset {a.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
             for fn, p in fetch(a.dataset).items(): print(f"{fn}: {p}")
@@ -77,12 +101,20 @@ def main(argv:list[str]|None=None) -> int:
                 raise _UsageError(f"dataset {dataset!r} is not valid for {a.experiment}; valid: {', '.join(ex.datasets)}")
             scale = get_scale(a.scale)
             from dlcourse.core import env_record
-            from dlcourse.train import run_experiment
+            from dlcourse.train import run_experiment, check_out, OutputError
+            if a.out is not None:
+                try: check_out(a.out)                           # before anything trains
+                except OutputError as e: raise _UsageError(str(e)) from None
             env = env_record()
             print(f"dlcourse run {a.experiment} ({ex.chapter}): {env['device_name']}, torch {env['torch']}, fastai {env['fastai']}", flush=True)
             print(f"data: {describe_data(dataset, scale)}", flush=True)
             t0 = time.perf_counter()
-            df = run_experiment(a.experiment, dataset, a.epochs, a.out, scale, a.seed)
+            try: df = run_experiment(a.experiment, dataset, a.epochs, a.out, scale, a.seed)
+            except OutputError as e: print(f"dlcourse: error: {e}", file=sys.stderr); return 1   # found after training (a full disk)
+            for r in df[df.status == 'diverged'].itertuples() if 'status' in df else ():
+                print(f"dlcourse: {r.name} (seed {r.seed}) diverged in epoch {r.diverged_epoch}: the training loss became NaN or infinite; "
+                      "its row has status 'diverged' and no results", file=sys.stderr)
+            for note in df.attrs.get('model_skipped', ()): print(f"dlcourse: model not saved: {note}", file=sys.stderr)
             print(_table(df))
             if (summary := _seed_summary(df)) is not None: print(summary)
             print(f"total {time.perf_counter() - t0:.1f}s" + (f"; results and plots in {a.out}" if a.out else ''))
@@ -91,3 +123,5 @@ def main(argv:list[str]|None=None) -> int:
         print(f"dlcourse: error: {e}", file=sys.stderr); return 2
     except DownloadError as e:
         print(f"dlcourse: {e}", file=sys.stderr); return 1
+    except KeyboardInterrupt:
+        print("dlcourse: interrupted; nothing was written" + (f" to {a.out}" if getattr(a, 'out', None) else ''), file=sys.stderr); return 130

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #158ac9ee
 from __future__ import annotations
-import math, time, random, functools, warnings, tempfile
+import os, math, time, random, functools, warnings, tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,8 +33,8 @@ from .experiments import *
 __all__ = ['OPTIMIZERS', 'MODEL_FILES', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'StopOnNaN', 'SaveBest', 'ResetPerBatch',
            'make_learner', 'mlp', 'reseed', 'metric_names', 'run', 'to_json', 'from_json', 'save_model', 'load_model',
            'ModelKeeper', 'keep_models', 'Variant', 'compare', 'concat_runs', 'id_columns', 'varying', 'result_columns',
-           'summarize', 'first_metric', 'plot_curves', 'plot_compare', 'run_experiment', 'MLPCfg', 'mlp_digits',
-           'pipeline_benchmark']
+           'summarize', 'first_metric', 'plot_curves', 'plot_compare', 'OutputError', 'check_out', 'write_outputs',
+           'commit_outputs', 'run_experiment', 'MLPCfg', 'mlp_digits', 'pipeline_benchmark']
 
 # %% ../nbs/02_train.ipynb #3079b966
 OPTIMIZERS = {
@@ -64,10 +64,6 @@ class EpochTimer(Callback):
         if not self._trained: return
         if torch.cuda.is_available(): torch.cuda.synchronize()
         self.learn.epoch_times.append(time.perf_counter() - self.t0); self._trained = False
-
-import contextvars
-_OUTPUT = contextvars.ContextVar('dlcourse_output', default=None)   # the checkpoint folder of the running study (see `keep_models`)
-_KEEPER = contextvars.ContextVar('dlcourse_keeper', default=None)   # the `ModelKeeper` every `run` offers its model to
 
 class StopOnNaN(TerminateOnNaNCallback):
     "Stop training at the first non-finite training loss and record where in `learn.diverged` (evaluation is never stopped)."
@@ -145,8 +141,10 @@ def make_learner(model:nn.Module, # the model; anything returning logits
         mode = mixed_precision if isinstance(mixed_precision, str) else ('bf16' if torch.cuda.is_bf16_supported() else 'fp16')
         cbs.append(MixedPrecision(amp_mode=mode))
     learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), opt_func=get_opt_func(opt), lr=lr, wd=wd,
-                    metrics=metrics, cbs=cbs, path=path or _OUTPUT.get() or '.')
-    if path is None and _OUTPUT.get() is None: learn.path = _private_dir(learn)     # never a shared, predictable folder
+                    metrics=metrics, cbs=cbs, path=path or '.')
+    if path is None:                                  # never a shared, predictable folder
+        keeper = STUDY_OUTPUT.get()
+        learn.path = keeper.folder/'checkpoints' if keeper is not None else _private_dir(learn)
     return _quiet(learn) if quiet else learn
 
 # %% ../nbs/02_train.ipynb #e902e99a
@@ -235,11 +233,11 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     row.update(env_record(getattr(dls, 'device', None)))
     row['status'] = 'diverged' if learn.diverged else 'ok'
     if learn.diverged: row['diverged_epoch'] = learn.diverged['epoch']
-    if (keeper := _KEEPER.get()) is not None: keeper.offer(row, learn)
+    if (keeper := STUDY_OUTPUT.get()) is not None: keeper.offer(row, learn)
     return row, learn
 
-# %% ../nbs/02_train.ipynb #a28f0cb9
-import json, importlib, dataclasses, contextlib
+# %% ../nbs/02_train.ipynb #493edf54
+import io, json, importlib, dataclasses, contextlib
 
 _SAFE_BUILTINS = {'list', 'str', 'tuple', 'int', 'float'}
 
@@ -297,7 +295,8 @@ def save_model(learn:Learner, # a trained learner (from `run`, which records its
     cfg = dict(format=1, model=to_json(model_fn), data=to_json(dl.config()), info=to_json(info),
                torch=torch.__version__, params=count_params(learn.model))
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, folder/'model.pth')
+    buf = io.BytesIO(); torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, buf)
+    (folder/'model.pth').write_bytes(buf.getvalue())                 # a full disk raises OSError here (torch.save would raise RuntimeError)
     (folder/'model.json').write_text(json.dumps(cfg, indent=1))
     return folder
 
@@ -328,6 +327,7 @@ class ModelKeeper:
         if row.get('status') != 'ok' or not math.isfinite(v) or (self.best is not None and v >= self.best['valid_loss']): return
         info = dict(name=row['name'], seed=row['seed'], epochs=row['epochs'], **{k: row[k] for k in row if k.startswith('valid_')})
         try: save_model(learn, self.folder, **info)
+        except OSError as e: raise OutputError(f"can't save the model in {self.folder}: {e.strerror or e}") from None
         except ValueError as e: self.skipped.append(f"{row['name']}: {e}"); return
         self.best = info
 
@@ -337,10 +337,10 @@ def keep_models(folder:str|Path # the study's output folder
     "Inside the block every `run` offers its model to a `ModelKeeper` on `folder`, and checkpoints go to `folder/checkpoints` (removed at the end)."
     import shutil
     folder = Path(folder); keeper = ModelKeeper(folder)
-    tk, to = _KEEPER.set(keeper), _OUTPUT.set(folder/'checkpoints')
+    token = STUDY_OUTPUT.set(keeper)
     try: yield keeper
     finally:
-        _KEEPER.reset(tk); _OUTPUT.reset(to)
+        STUDY_OUTPUT.reset(token)
         shutil.rmtree(folder/'checkpoints', ignore_errors=True)
 
 # %% ../nbs/02_train.ipynb #7397d85b
@@ -475,37 +475,87 @@ def plot_compare(df:pd.DataFrame, # rows from `compare` or a study
     return ax
 
 # %% ../nbs/02_train.ipynb #501f34b0
+class OutputError(ValueError):
+    "An output folder that can't be written (a file, read-only, ...): raised before any training."
+
+def check_out(out:str|Path # the folder a study's results will replace
+             ) -> Path:
+    "`out` as a Path, after checking it can be replaced as a whole: not a file, its parent creatable and writable, itself writable."
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir(): raise OutputError(f"--out {out} exists and is not a folder")
+    parent = out.absolute().parent
+    anc = next(p for p in [out.absolute(), *out.absolute().parents] if p.exists())
+    if not anc.is_dir(): raise OutputError(f"--out {out}: {anc} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f'.{out.name}.probe-', dir=parent))      # can a folder be made (and renamed) here?
+    except OSError as e: raise OutputError(f"can't create or write to {parent}: {e.strerror or e}") from None
+    if out.exists() and not os.access(out, os.W_OK | os.X_OK): raise OutputError(f"can't write to {out}: permission denied")
+    return out
+
+def write_outputs(df:pd.DataFrame, # a study's rows (with `attrs['history']`)
+                  folder:Path # an empty folder
+                 ) -> list[str]:
+    "Write results.csv, history.csv, curves.png and compare.png (those that apply) into `folder`; return their names."
+    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    hist = df.attrs.get('history')
+    df.drop(columns=[c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(folder/'results.csv', index=False)
+    if hist is not None and len(hist):
+        hist.to_csv(folder/'history.csv', index=False)
+        plot_curves(hist); plt.savefig(folder/'curves.png', dpi=100); plt.close('all')
+    metric = first_metric(df)
+    if metric: plot_compare(df, metric); plt.savefig(folder/'compare.png', dpi=100); plt.close('all')
+    return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+def commit_outputs(staging:Path, # the complete set, written beside `out`
+                   out:Path, # the folder it replaces
+                   **meta # what the manifest records (experiment, args, ...)
+                  ) -> Path:
+    "Add `manifest.json` (files with sha256, `meta`, complete=true) to `staging`, then rename it into place, replacing `out` as a whole."
+    import shutil, datetime
+    files = {f.name: dict(sha256=file_hash(f), bytes=f.stat().st_size) for f in sorted(staging.iterdir()) if f.is_file()}
+    man = dict(**meta, files=files, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), complete=True)
+    (staging/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
+    old = None
+    if out.exists(): old = out.with_name(f'.{out.name}.old-{os.getpid()}'); os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return out
+
 def run_experiment(name:str, # a key of `EXPERIMENTS`
                    dataset:str|None=None, # one of its datasets (default: the first)
                    epochs:int|None=None, # epochs per run (default: the study's preset)
-                   out:str|Path|None=None, # folder for results.csv, history.csv, curves.png, compare.png
+                   out:str|Path|None=None, # folder for results.csv, history.csv, plots, the best model and manifest.json (replaced as a whole)
                    scale:str|None=None, # 'smoke' (fixtures) or 'full' (real data); default `DLCOURSE_SCALE`
                    seed:int=0, # the seed of every run
                    device=None, # where to train
                    cache=None # the dataset cache folder
                   ) -> pd.DataFrame:
-    "Run a registered experiment; rows carry `experiment`, `dataset`, `scale` and `data`; with `out`, write results and plots."
+    "Run a registered experiment; rows carry `experiment`, `dataset`, `scale` and `data`; with `out`, write results, plots and the best model as one set."
+    import shutil
     fn, spec = load_experiment(name), EXPERIMENTS[name]
     dataset = dataset or spec.datasets[0]
     if dataset not in spec.datasets: raise ValueError(f"Dataset {dataset!r} is not valid for {name!r}; valid: {', '.join(spec.datasets)}")
     if epochs is not None and epochs < 1: raise ValueError(f"epochs must be a positive integer, got {epochs}")
     scale = get_scale(scale)
-    df = fn(dataset=dataset, epochs=epochs, scale=scale, seed=seed, cache=cache, device=device)
-    hist = df.attrs.get('history')
-    for k, v in dict(experiment=name, dataset=dataset, scale=scale, data=describe_data(dataset, scale, cache=cache)).items():
-        if k not in df: df[k] = v
-    df.attrs['data'] = describe_data(dataset, scale, cache=cache)
-    if out is not None:
-        import matplotlib; matplotlib.use('Agg', force=False)
-        import matplotlib.pyplot as plt
-        out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        for f in ('results.csv', 'history.csv', 'curves.png', 'compare.png'): (out/f).unlink(missing_ok=True)   # no stale files from another run
-        df.drop(columns=[c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(out/'results.csv', index=False)
-        if hist is not None and len(hist):
-            hist.to_csv(out/'history.csv', index=False)
-            plot_curves(hist); plt.savefig(out/'curves.png', dpi=100); plt.close('all')
-        metric = first_metric(df)
-        if metric: plot_compare(df, metric); plt.savefig(out/'compare.png', dpi=100); plt.close('all')
+    out = check_out(out) if out is not None else None          # before any training
+    staging = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.absolute().parent)) if out is not None else None
+    try:
+        with keep_models(staging) if staging is not None else contextlib.nullcontext() as keeper:
+            df = fn(dataset=dataset, epochs=epochs, scale=scale, seed=seed, cache=cache, device=device)
+        for k, v in dict(experiment=name, dataset=dataset, scale=scale, data=describe_data(dataset, scale, cache=cache)).items():
+            if k not in df: df[k] = v
+        df.attrs['data'] = describe_data(dataset, scale, cache=cache)
+        if keeper is not None: df.attrs['model'], df.attrs['model_skipped'] = keeper.best, keeper.skipped
+        if out is not None:
+            try: write_outputs(df, staging)
+            except OSError as e: raise OutputError(f"can't write the results beside {out}: {e.strerror or e}; nothing was written") from None
+            commit_outputs(staging, out, experiment=name, args=dict(dataset=dataset, epochs=epochs, scale=scale, seed=seed),
+                           model=keeper.best, rows=len(df), diverged=int((df.get('status') == 'diverged').sum()))
+    except BaseException:
+        if staging is not None: shutil.rmtree(staging, ignore_errors=True)   # Ctrl-C, a full disk, an error: no partial set
+        raise
     return df
 
 # %% ../nbs/02_train.ipynb #37982cfb
