@@ -140,6 +140,6 @@ def preset(presets:dict, # {'smoke': cfg, 'full': cfg}
     c = cfg if cfg is not None else presets[get_scale(scale)]
     return replace(c, **{k: v for k, v in overrides.items() if v is not None})
 
-# %% ../nbs/00a_experiments.ipynb #765be7de
+# %% ../nbs/00a_experiments.ipynb #ef6b6134
 import contextvars
 STUDY_OUTPUT = contextvars.ContextVar('dlcourse_study_output', default=None)   # the `train.ModelKeeper` of the running study, if any

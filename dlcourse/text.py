@@ -270,17 +270,23 @@ def train_word2vec(token_lists:list, # tokenised sentences
                  workers=workers, epochs=epochs)
     return m.wv
 
-def load_word_vectors(path:str|Path, # a `.kv` KeyedVectors file, or a word2vec file (.bin binary, else text)
+def load_word_vectors(path:str|Path, # a word2vec file (.bin binary, else text); a gensim `.kv` pickle only with `checksum`
                       binary:bool|None=None, # word2vec format: binary? (default: from the extension)
-                      limit:int|None=None # read only the first `limit` vectors of a word2vec file
+                      limit:int|None=None, # read only the first `limit` vectors of a word2vec file
+                      checksum:str|None=None # 'sha256:…' of a `.kv` file you trust (a pickle can run code when loaded)
                      ):
-    "Pretrained word vectors as gensim `KeyedVectors`."
+    "Pretrained word vectors as gensim `KeyedVectors`, from the word2vec formats (numbers only) or a checksum-verified `.kv` pickle."
     from gensim.models import KeyedVectors
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found. Pretrained vectors can't be downloaded here; e.g. place "
                                 "GoogleNews-vectors-negative300.bin (word2vec-google-news-300) at this path.")
-    if path.suffix == '.kv': return KeyedVectors.load(str(path))
+    if path.suffix in ('.kv', '.model', '.pkl', '.pickle'):
+        from dlcourse.data import check_file
+        if checksum is None: raise ValueError(f"{path} is a pickle, which can run code when loaded: save it in word2vec format "
+                                              "(kv.save_word2vec_format(path, binary=True)) or pass checksum='sha256:…' of a file you trust")
+        if not check_file(path, checksum): raise ValueError(f"{path} does not match {checksum}: not loading it")
+        return KeyedVectors.load(str(path))       # verified: the exact file the checksum names
     if binary is None: binary = path.suffix in ('.bin', '.gz') and not path.name.endswith('.txt.gz')
     return KeyedVectors.load_word2vec_format(str(path), binary=binary, limit=limit)
 
