@@ -112,9 +112,10 @@ def main(argv:list[str]|None=None) -> int:
             try: df = run_experiment(a.experiment, dataset, a.epochs, a.out, scale, a.seed)
             except OutputError as e: print(f"dlcourse: error: {e}", file=sys.stderr); return 1   # found after training (a full disk)
             for r in df[df.status == 'diverged'].itertuples() if 'status' in df else ():
-                print(f"dlcourse: {r.name} (seed {r.seed}) diverged in epoch {r.diverged_epoch}: the training loss became NaN or infinite; "
+                print(f"dlcourse: {r.name} (seed {r.seed}) diverged in epoch {int(r.diverged_epoch)}: the training loss became NaN or infinite; "
                       "its row has status 'diverged' and no results", file=sys.stderr)
-            for note in df.attrs.get('model_skipped', ()): print(f"dlcourse: model not saved: {note}", file=sys.stderr)
+            if a.out and not df.attrs.get('model') and (skipped := df.attrs.get('model_skipped')):
+                print(f"dlcourse: no model saved ({len(skipped)} runs could not be): {skipped[0]}", file=sys.stderr)
             print(_table(df))
             if (summary := _seed_summary(df)) is not None: print(summary)
             print(f"total {time.perf_counter() - t0:.1f}s" + (f"; results and plots in {a.out}" if a.out else ''))
