@@ -74,7 +74,7 @@ def imdb_dls(data:TextData, # from `load_text_clf('imdb')`
         idx = np.random.default_rng(seed).permutation(len(te[0]))[:n_test]
         te = ([te[0][i] for i in idx], [te[1][i] for i in idx])
     return text_clf_dls(tr, data.valid, te, bs=cfg.bs, min_freq=cfg.min_freq, max_vocab=cfg.max_vocab,
-                        max_len=max_len or cfg.max_len, device=device, seed=seed)
+                        max_len=max_len or cfg.max_len, device=device, seed=seed, classes=data.classes)
 
 # %% ../nbs/23_sentiment.ipynb #096f8a97
 def imdb_model(vocab_sz:int, # vocabulary size

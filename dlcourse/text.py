@@ -390,6 +390,7 @@ class LMLoader(_TextIds):
     def one_batch(self): return next(iter(self))
     def config(self) -> dict:
         "What `from_config` needs to read prompts and decode predictions (no data)."
+        if self.vocab is None: raise ValueError("an LMLoader without a vocabulary can't be saved for prediction: pass `vocab=` to `lm_dls`")
         return dict(loader='dlcourse.text:LMLoader', vocab=self.vocab.itos, unk=self.vocab.unk, pad=self.vocab.pad, tokenizer=self.tokenizer,
                     bs=self.bs, bptt=self.bptt)
     @classmethod

@@ -209,8 +209,8 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     learn = make_learner(model, dls, lr=lr, **learner_kw)
     learn.model_fn, learn.diverged = model_fn, None      # how to rebuild the model (`save_model`)
     names, cols = metric_names(learn), dict(cols or {})
+    learn.recorder.before_fit()                   # the recorder's column names, even for a custom `fit` that never calls `learn.fit`
     init = _eval(learn, dls.valid, names)
-    learn.recorder.values = []                    # no epoch yet (matters for a custom `fit` that records none)
     with Timer() as t, PeakMemory() as mem:
         if fit is not None: fit(learn, epochs, lr)
         elif one_cycle: learn.fit_one_cycle(epochs, lr)
