@@ -177,7 +177,12 @@ def _eval(learn, dl, names) -> dict:
     "loss and each metric on `dl` (NaN when there is no such split)."
     if dl is None: return dict(loss=float('nan'), **{n: float('nan') for n in names})
     rec = learn.recorder; rec.log, rec.cancel_valid = [], False
-    with learn.validation_context(inner=True): learn._do_epoch_validate(dl=dl)   # validation events only: no epoch, no tracker
+    setup = [cb for cb in learn.cbs if isinstance(cb, MixedPrecision)]        # its autocast is made in before_fit, dropped in after_fit
+    for cb in setup: cb.before_fit()
+    try:
+        with learn.validation_context(inner=True): learn._do_epoch_validate(dl=dl)   # validation events only: no epoch, no tracker
+    finally:
+        for cb in setup: cb.after_fit()
     vals = [m.value for m in rec._valid_mets]
     return dict(zip(['loss', *names], (float('nan') if v is None else float(v) for v in vals)))
 
