@@ -10,8 +10,8 @@ from typing import Callable
 from .core import get_scale
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'CONTRACT', 'EMBEDDED', 'SPLITS', 'ExperimentSpec', 'check_contract', 'experiment', 'load_experiment',
-           'describe_data', 'study_data', 'preset']
+__all__ = ['EXPERIMENTS', 'CONTRACT', 'EMBEDDED', 'SPLITS', 'STUDY_OUTPUT', 'ExperimentSpec', 'check_contract', 'experiment',
+           'load_experiment', 'describe_data', 'study_data', 'preset']
 
 # %% ../nbs/00a_experiments.ipynb #dda445e7
 @dataclass(frozen=True)
@@ -139,3 +139,7 @@ def preset(presets:dict, # {'smoke': cfg, 'full': cfg}
     "The config a study runs with: `cfg` or `presets[scale]`, with the non-None `overrides` replaced."
     c = cfg if cfg is not None else presets[get_scale(scale)]
     return replace(c, **{k: v for k, v in overrides.items() if v is not None})
+
+# %% ../nbs/00a_experiments.ipynb #ef6b6134
+import contextvars
+STUDY_OUTPUT = contextvars.ContextVar('dlcourse_study_output', default=None)   # the `train.ModelKeeper` of the running study, if any

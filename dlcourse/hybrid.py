@@ -129,7 +129,7 @@ def hybrid_study(dataset:str='trec', # 'trec' (6 classes) or 'mr-rt-polarity'
     if bad: raise ValueError(f"Unknown {bad}; models: {', '.join(HYBRID_MODELS)}; optimisers: {', '.join(OPTIMIZERS)}")
     info, cache, desc = study_data(dataset, scale, info, cache)
     data = load_text_clf(dataset, seed=seed, cache=cache, info=info)
-    dls = text_clf_dls(data.train, data.valid, data.test, bs=c.bs, min_freq=c.min_freq, device=device, seed=seed)
+    dls = text_clf_dls(data.train, data.valid, data.test, bs=c.bs, min_freq=c.min_freq, device=device, seed=seed, classes=data.classes)
     kw = dict(emb_dim=c.emb_dim, n_filters=c.n_filters, ks=c.ks, hidden=c.hidden, p=c.p, pad_idx=dls.vocab.pad_idx)
     variants = {f'{m} / {o}': Variant(partial(HYBRID_MODELS[m], len(dls.vocab), len(data.classes), **kw), opt=o, lr=lr,
                                       cols=dict(model=m, opt=o, family='hybrid' if '+' in m else 'standard'))

@@ -12,13 +12,14 @@ import torch
 from torch import Tensor
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
+from fastai.data.transforms import CategoryMap
 from .core import *
 from .data import *
 
 # %% auto #0
 __all__ = ['DECODED_FILE', 'AUGMENTS', 'ImageData', 'split_valid', 'digits_data', 'decoded_images', 'load_images',
-           'random_crop_flip', 'color_jitter', 'crop_flip_dataset', 'Augment', 'InMemoryLoader', 'image_dls',
-           'TensorImageDataset', 'SeededDataLoader', 'torchvision_dls']
+           'random_crop_flip', 'color_jitter', 'crop_flip_dataset', 'Augment', 'image_tensor', 'InMemoryLoader',
+           'image_dls', 'TensorImageDataset', 'SeededDataLoader', 'torchvision_dls']
 
 # %% ../nbs/01a_images.ipynb #a4c5fd94
 class ImageData(NamedTuple):
@@ -193,6 +194,24 @@ def _takes_generator(f:Callable) -> bool:
     except (TypeError, ValueError): return False
     return any(p.name == 'generator' or p.kind == p.VAR_KEYWORD for p in ps)
 
+def image_tensor(item, # a file path, a PIL image, an (H, W[, C]) uint8 array or a (C, H, W) uint8 tensor
+                 size:tuple, # (H, W) of the training images
+                 channels:int=3 # channels of the training images (3: RGB, 1: grey)
+                ) -> Tensor:
+    "`item` as a uint8 (C, H, W) tensor of the training size and channels (resized with PIL when it differs)."
+    from PIL import Image
+    if isinstance(item, (str, Path)): item = Image.open(item)
+    if isinstance(item, Tensor):
+        if item.dtype != torch.uint8 or item.ndim != 3 or item.shape[0] not in (1, 3):
+            raise TypeError(f"an image tensor must be uint8 (C, H, W) with C in (1, 3), got {item.dtype} {tuple(item.shape)}")
+        if tuple(item.shape) == (channels, *size): return item.cpu()
+        item = item.permute(1, 2, 0).squeeze(-1).cpu().numpy()
+    if isinstance(item, np.ndarray): item = Image.fromarray(item)
+    if not isinstance(item, Image.Image): raise TypeError(f"can't read an image from a {type(item).__name__}: pass a path, a PIL image, an array or a tensor")
+    img = item.convert('RGB' if channels == 3 else 'L').resize((int(size[1]), int(size[0])), Image.BILINEAR)
+    a = np.asarray(img)
+    return torch.from_numpy((a[..., None] if a.ndim == 2 else a).copy()).permute(2, 0, 1)   # (C, H, W)
+
 class InMemoryLoader:
     "Batches of an in-memory uint8 image tensor, augmented and normalised on `device`; usable inside fastai `DataLoaders`."
     n_inp = 1
@@ -205,7 +224,8 @@ class InMemoryLoader:
                  augment:str|Callable|Augment|None=None, # a name in `AUGMENTS`, an `Augment`, or a function of a float batch in [0, 1]
                  mean=None, std=None, # per-channel normalisation (default: computed from `x`)
                  channels_last:bool=False, # yield channels_last batches (faster convs on GPU)
-                 seed:int|None=None): # seed of the shuffles and augmentations (None: torch's global RNG)
+                 seed:int|None=None, # seed of the shuffles and augmentations (None: torch's global RNG)
+                 classes:list|None=None): # class names (default: '0', '1', ...); fastai reads them as `vocab`
         if isinstance(augment, str):
             if augment not in AUGMENTS: raise ValueError(f"Unknown augment {augment!r}; valid: {', '.join(AUGMENTS)}")
             augment = AUGMENTS[augment]
@@ -217,9 +237,14 @@ class InMemoryLoader:
         self.std = torch.as_tensor(std if std is not None else xf.std((0, 2, 3)), device=self.device).view(1, -1, 1, 1).clamp_min(1e-3)
         self.bs, self.shuffle, self.drop_last, self.augment, self.channels_last = bs, shuffle, drop_last, augment, channels_last
         self.set_seed(seed)
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(int(self.y.max()) + 1 if len(self.y) else 0)]
         self.dataset = self  # fastai looks for `.dataset`
     @property
     def n(self) -> int: return len(self.x)
+    @property
+    def vocab(self) -> CategoryMap: return CategoryMap(self.classes, sort=False)   # fastai's name and type for the class names
+    @property
+    def items(self) -> Tensor: return self.x              # what `Interpretation.top_losses(items=True)` indexes
     def __len__(self): return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
     def set_seed(self, seed:int|None):
         "Make the epochs depend on `seed` only (None: on torch's global RNG) and start again from epoch 0."
@@ -234,12 +259,29 @@ class InMemoryLoader:
         self.device = torch.device(device)
         self.x, self.y, self.mean, self.std = (t.to(self.device) for t in (self.x, self.y, self.mean, self.std))
         return self
-    def new(self, **kwargs):
-        "A copy with some arguments changed (fastai calls `new(shuffle=False, drop_last=False)`); it keeps the seed."
+    def new(self, dataset=None, # raw items for a test loader (fastai's `dls.test_dl(items)` passes them here)
+            **kwargs):
+        "A copy with some arguments changed (fastai calls `new(shuffle=False, drop_last=False)`); it keeps the seed and normalisation."
         kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device, augment=self.augment,
-                  mean=self.mean.flatten(), std=self.std.flatten(), channels_last=self.channels_last, seed=self.seed)
+                  mean=self.mean.flatten(), std=self.std.flatten(), channels_last=self.channels_last, seed=self.seed, classes=self.classes)
         kw.update({k: v for k, v in kwargs.items() if k in kw})
-        return InMemoryLoader(self.x, self.y, **kw)
+        if dataset is None: return InMemoryLoader(self.x, self.y, **kw)
+        x = torch.stack([image_tensor(o, self.x.shape[-2:], self.x.shape[1]) for o in dataset]) if len(dataset) else self.x[:0]
+        return InMemoryLoader(x, torch.zeros(len(x), dtype=torch.long), **{**kw, 'shuffle': False, 'drop_last': False, 'augment': None})
+    def decode_batch(self, b, # a batch `(x, y)`: normalised images and label ids (or predicted ids)
+                     max_n:int=9, full:bool=True) -> list:
+        "Per item: the uint8 (C,H,W) image (normalisation undone) and the class name."
+        x = ((b[0][:max_n] * self.std + self.mean).clamp(0, 1) * 255).round().byte().cpu()
+        return [(xi, self.classes[int(yi)]) for xi, yi in zip(x, b[1][:max_n])]
+    def config(self) -> dict:
+        "What `from_config` needs to rebuild a loader for new images (JSON-able, no data)."
+        return dict(loader='dlcourse.images:InMemoryLoader', classes=self.classes, size=list(self.x.shape[-2:]), channels=self.x.shape[1],
+                    mean=self.mean.flatten().tolist(), std=self.std.flatten().tolist(), bs=self.bs)
+    @classmethod
+    def from_config(cls, cfg:dict, device=None) -> 'InMemoryLoader':
+        "An empty loader with `cfg`'s classes and normalisation: `new(items)` turns images into its batches."
+        x = torch.zeros(0, cfg['channels'], *cfg['size'], dtype=torch.uint8)
+        return cls(x, torch.zeros(0, dtype=torch.long), bs=cfg.get('bs', 128), device=device, mean=cfg['mean'], std=cfg['std'], classes=cfg['classes'])
     def __iter__(self):
         aug = self.augment
         g = self.next_generator() if self.shuffle or aug.epoch or aug.batch else None
@@ -271,9 +313,9 @@ def image_dls(data:ImageData, # from `load_images`
     "fastai `DataLoaders` of `InMemoryLoader`s: shuffled, augmented train; plain valid (and test, train_eval)."
     for split in ('train', 'valid', 'test'): getattr(data, split) is None or check_labels(getattr(data, split)[1], f"{split} labels")
     tr = InMemoryLoader(*data.train, bs=bs, shuffle=True, drop_last=len(data.train[0]) > bs, device=device, augment=augment,
-                        channels_last=channels_last, seed=seed)
+                        channels_last=channels_last, seed=seed, classes=data.classes)
     mk = lambda s: InMemoryLoader(*s, bs=2 * bs, device=tr.device, mean=tr.mean.flatten(), std=tr.std.flatten(),
-                                  channels_last=channels_last, seed=seed)
+                                  channels_last=channels_last, seed=seed, classes=data.classes)
     dls = DataLoaders(tr, mk(data.valid), device=tr.device)
     dls.test = mk(data.test) if test and data.test is not None else None
     dls.train_eval = mk(data.train)

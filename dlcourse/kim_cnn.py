@@ -147,7 +147,7 @@ def kim_cnn_study(dataset:str='mr-rt-polarity', # 'mr-rt-polarity' or 'trec'
     if bad: raise ValueError(f"Unknown modes {bad}; valid: {', '.join(KIM_MODES)}")
     info, cache, desc = study_data(dataset, scale, info, cache)
     data = load_text_clf(dataset, seed=seed, cache=cache, info=info)
-    dls = text_clf_dls(data.train, data.valid, data.test, bs=c.bs, min_freq=c.min_freq, device=device, seed=seed)
+    dls = text_clf_dls(data.train, data.valid, data.test, bs=c.bs, min_freq=c.min_freq, device=device, seed=seed, classes=data.classes)
     vocab = dls.vocab
     with Timer() as t_w2v:
         kv = train_word2vec([tokenize(s) for s in data.train[0]], vector_size=c.emb_dim, epochs=c.w2v_epochs,

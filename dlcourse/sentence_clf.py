@@ -63,7 +63,8 @@ def lab_dls(data:TextData, # from `load_text_clf('trec' | 'mr-rt-polarity')`
             seed:int=0, # shuffling seed
             device=None):
     "`text_clf_dls` with the lab's settings: `(ids, lengths, y)` batches, `dls.test`, a vocabulary of the training sentences."
-    return text_clf_dls(data.train, data.valid, data.test, bs=bs or cfg.bs, min_freq=cfg.min_freq, device=device, seed=seed)
+    return text_clf_dls(data.train, data.valid, data.test, bs=bs or cfg.bs, min_freq=cfg.min_freq, device=device, seed=seed,
+                        classes=data.classes)
 
 def sentence_model(vocab_sz:int, # vocabulary size
                    n_classes:int, # output classes

@@ -74,7 +74,7 @@ def imdb_dls(data:TextData, # from `load_text_clf('imdb')`
         idx = np.random.default_rng(seed).permutation(len(te[0]))[:n_test]
         te = ([te[0][i] for i in idx], [te[1][i] for i in idx])
     return text_clf_dls(tr, data.valid, te, bs=cfg.bs, min_freq=cfg.min_freq, max_vocab=cfg.max_vocab,
-                        max_len=max_len or cfg.max_len, device=device, seed=seed)
+                        max_len=max_len or cfg.max_len, device=device, seed=seed, classes=data.classes)
 
 # %% ../nbs/23_sentiment.ipynb #096f8a97
 def imdb_model(vocab_sz:int, # vocabulary size
@@ -119,15 +119,17 @@ def imdb_study(dataset:str='imdb', # only 'imdb'
 class RandomOrderLoader(TextClfLoader):
     "A `TextClfLoader` whose batches mix lengths at random (no length sorting): the most padding per batch."
     def batches(self) -> list[np.ndarray]:
-        "The index batches of one epoch: a random permutation from `(seed, epoch)`, cut into batches."
+        "The index batches of one epoch: a random permutation from `(seed, epoch)`, cut into batches (or the fixed `order` fastai's `get_preds` passes)."
+        if self.order is not None: return super().batches()
         idx = self._rng().permutation(self.n)
         bs = [idx[i:i + self.bs] for i in range(0, self.n, self.bs)]
         return bs[:-1] if self.drop_last and len(bs[-1]) < self.bs else bs
-    def new(self, **kwargs):
-        "A copy with some arguments changed (the seed is copied unless given)."
-        d = super().new(**kwargs)
+    def new(self, dataset=None, **kwargs):
+        "A copy with some arguments changed (the seed is copied unless given); with `dataset`, a loader over those raw texts."
+        d = super().new(dataset, **kwargs)
         return RandomOrderLoader(d.seqs, d.labels, bs=d.bs, pad_idx=d.pad_idx, max_len=d.max_len, drop_last=d.drop_last,
-                                 device=d.device, seed=d.seed)
+                                 device=d.device, seed=d.seed, vocab=d.token_vocab, classes=d.classes, tokenizer=d.tokenizer,
+                                 texts=d.texts, order=d.order)
 
 def random_order(dl:TextClfLoader, seed:int=0) -> RandomOrderLoader:
     "The same texts as `dl` in randomly composed batches."

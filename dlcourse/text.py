@@ -12,11 +12,13 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from fastai.data.core import DataLoaders
+from fastai.data.transforms import CategoryMap
 from .core import *
 
 # %% auto #0
 __all__ = ['tokenize', 'UnknownTokenError', 'Vocab', 'check_tokens', 'pad_batch', 'TextClfLoader', 'text_clf_dls', 'TextData',
-           'load_text_clf', 'train_word2vec', 'load_word_vectors', 'embedding_matrix', 'LMLoader', 'lm_dls']
+           'load_text_clf', 'train_word2vec', 'load_word_vectors', 'embedding_matrix', 'PromptLoader', 'LMLoader',
+           'lm_dls']
 
 # %% ../nbs/03_text.ipynb #ad092468
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", re.I)
@@ -107,14 +109,25 @@ class TextClfLoader:
                  max_len:int|None=None, # truncate texts to this many tokens
                  drop_last:bool=False, # drop the last incomplete batch
                  device=None, # where batches go
-                 seed:int|None=None): # seed of the shuffling: epoch e draws from (seed, e); None: from torch's global RNG
+                 seed:int|None=None, # seed of the shuffling: epoch e draws from (seed, e); None: from torch's global RNG
+                 vocab:Vocab|None=None, # the token vocabulary (needed to read raw texts and to decode)
+                 classes:list|None=None, # class names (default: '0', '1', ...)
+                 tokenizer:Callable=tokenize, # text -> tokens, for raw texts
+                 texts:list|None=None, # the raw texts of `seqs` (shown by `items`)
+                 order:Sequence[int]|None=None): # a fixed item order (fastai's `get_preds` passes one); default: by length
         self.seqs, self.labels = list(seqs), torch.as_tensor(labels, dtype=torch.long)
         self.bs, self.shuffle, self.pad_idx, self.max_len, self.drop_last = bs, shuffle, pad_idx, max_len, drop_last
         self.lens = np.array([min(len(s), max_len or len(s)) for s in self.seqs])
         self.device = default_device(device); self.dataset = self
+        self.token_vocab, self.tokenizer, self.texts, self.order = vocab, tokenizer, texts, order
+        self.classes = list(classes) if classes is not None else [str(i) for i in range(int(self.labels.max()) + 1 if len(self.labels) else 0)]
         self.set_seed(seed)
     @property
     def n(self) -> int: return len(self.seqs)
+    @property
+    def vocab(self) -> list: return [self.token_vocab, CategoryMap(self.classes, sort=False)]   # fastai's text convention: [tokens, classes]
+    @property
+    def items(self) -> list: return self.texts if self.texts is not None else [self.decode_ids(s) for s in self.seqs]
     def __len__(self): return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
     def to(self, device): self.device = torch.device(device); return self
     def set_seed(self, seed:int|None # the new seed (None: draw one from torch's global RNG every epoch)
@@ -126,14 +139,31 @@ class TextClfLoader:
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))
         rng = np.random.default_rng([seed, self._epoch]); self._epoch += 1
         return rng
-    def new(self, **kwargs):
-        "A copy with some arguments changed (the seed is copied unless given)."
-        kw = dict(bs=self.bs, shuffle=self.shuffle, pad_idx=self.pad_idx, max_len=self.max_len, drop_last=self.drop_last, device=self.device, seed=self.seed)
+    def encode(self, texts:Sequence[str]) -> list[list[int]]:
+        "Token ids of raw `texts` (with `tokenizer` and the vocabulary)."
+        if self.token_vocab is None: raise ValueError("this loader has no vocabulary: build it with `text_clf_dls` or pass `vocab=`")
+        return [self.token_vocab.encode(self.tokenizer(t)) for t in texts]
+    def decode_ids(self, ids) -> str:
+        "The text of token ids (tokens joined by spaces, padding dropped)."
+        ids = [int(i) for i in ids if int(i) != self.pad_idx]
+        return ' '.join(self.token_vocab.decode(ids)) if self.token_vocab is not None else ' '.join(map(str, ids))
+    def new(self, dataset=None, # raw texts for a test loader (fastai's `dls.test_dl(texts)` passes them here)
+            **kwargs):
+        "A copy with some arguments changed (the seed is copied unless given); with `dataset`, a loader over those raw texts."
+        kw = dict(bs=self.bs, shuffle=self.shuffle, pad_idx=self.pad_idx, max_len=self.max_len, drop_last=self.drop_last, device=self.device,
+                  seed=self.seed, vocab=self.token_vocab, classes=self.classes, tokenizer=self.tokenizer, texts=self.texts)
         kw.update({k: v for k, v in kwargs.items() if k in kw})
-        return TextClfLoader(self.seqs, self.labels, **kw)
+        if 'get_idxs' in kwargs: kw.update(order=list(kwargs['get_idxs']()), shuffle=False, drop_last=False)
+        if dataset is None: return TextClfLoader(self.seqs, self.labels, **kw)
+        texts = list(dataset)
+        return TextClfLoader(self.encode(texts), [0] * len(texts), **{**kw, 'texts': texts, 'shuffle': False, 'drop_last': False})
+    def get_idxs(self) -> list[int]:
+        "The item order of the next epoch (fastai's `get_preds` uses it to put predictions back in item order)."
+        return [int(i) for b in self.batches() for i in b]
     def batches(self) -> list[np.ndarray]:
         "The index batches of one epoch (a shuffled loader moves on to its next epoch)."
-        if not self.shuffle:
+        if self.order is not None: idx = np.asarray(self.order, dtype=int)
+        elif not self.shuffle:
             idx = np.argsort(-self.lens, kind='stable')
         else:
             rng = self._rng()
@@ -141,14 +171,29 @@ class TextClfLoader:
             chunk = self.bs * 50                                   # sort by length inside big random chunks
             idx = np.concatenate([c[np.argsort(-self.lens[c], kind='stable')] for c in np.split(idx, range(chunk, self.n, chunk))])
         bs = [idx[i:i + self.bs] for i in range(0, self.n, self.bs)]
-        if self.drop_last and len(bs[-1]) < self.bs: bs = bs[:-1]
-        if self.shuffle: bs = [bs[i] for i in rng.permutation(len(bs))]
+        if self.drop_last and bs and len(bs[-1]) < self.bs: bs = bs[:-1]
+        if self.shuffle and self.order is None: bs = [bs[i] for i in rng.permutation(len(bs))]
         return bs
     def __iter__(self):
         for b in self.batches():
             ids, lengths = pad_batch([self.seqs[i] for i in b], self.pad_idx, self.max_len)
             yield ids.to(self.device), lengths, self.labels[b].to(self.device)
     def one_batch(self): return next(iter(self))
+    def decode_batch(self, b, # a batch `(ids, lengths, y)` (y: labels or predicted ids)
+                     max_n:int=9, full:bool=True) -> list:
+        "Per item: its text, its length and its class name."
+        ids, lengths, y = b[0], b[1], b[-1]
+        return [(self.decode_ids(i[:int(l)]), int(l), self.classes[int(c)]) for i, l, c in list(zip(ids, lengths, y))[:max_n]]
+    def config(self) -> dict:
+        "What `from_config` needs to read and classify new texts (no data); `tokenizer` stays a function."
+        v = self.token_vocab
+        return dict(loader='dlcourse.text:TextClfLoader', vocab=v.itos, unk=v.unk, pad=v.pad, classes=self.classes, tokenizer=self.tokenizer,
+                    pad_idx=self.pad_idx, max_len=self.max_len, bs=self.bs)
+    @classmethod
+    def from_config(cls, cfg:dict, device=None) -> 'TextClfLoader':
+        "An empty loader with `cfg`'s vocabulary, classes and tokenizer: `new(texts)` turns texts into its batches."
+        return cls([], [], bs=cfg.get('bs', 64), pad_idx=cfg['pad_idx'], max_len=cfg['max_len'], device=device,
+                   vocab=Vocab(cfg['vocab'], cfg['unk'], cfg['pad']), classes=cfg['classes'], tokenizer=cfg['tokenizer'])
 
 # %% ../nbs/03_text.ipynb #4063769e
 def text_clf_dls(train:tuple, # (texts, labels) for training
@@ -161,7 +206,8 @@ def text_clf_dls(train:tuple, # (texts, labels) for training
                  max_vocab:int|None=None, # vocabulary: maximum size
                  max_len:int|None=None, # truncate texts to this many tokens
                  device=None, # where batches go
-                 seed:int|None=0 # shuffling seed of the training loader (`dlcourse.train.run` re-seeds it per run)
+                 seed:int|None=0, # shuffling seed of the training loader (`dlcourse.train.run` re-seeds it per run)
+                 classes:list|None=None # class names (default: '0', '1', ...)
                 ) -> DataLoaders:
     "fastai `DataLoaders` of `TextClfLoader`s, with `dls.vocab`, `dls.c`, `dls.test` and `dls.train_eval`."
     for split, d in (('training', train), ('validation', valid), ('test', test)):
@@ -171,12 +217,14 @@ def text_clf_dls(train:tuple, # (texts, labels) for training
     if vocab.pad_idx is None: raise InputError("the vocabulary has no '<pad>' token, so padding would use another token's id; "
                                                "build it with Vocab.build(..., specials=('<pad>', '<unk>')) or add '<pad>'")
     enc = lambda texts: [vocab.encode(tokenizer(t)) for t in texts]
-    kw = dict(pad_idx=vocab.pad_idx, max_len=max_len, device=device, seed=seed)
-    tr = TextClfLoader([vocab.encode(t) for t in toks], train[1], bs=bs, shuffle=True, **kw)
-    dls = DataLoaders(tr, TextClfLoader(enc(valid[0]), valid[1], bs=2 * bs, **kw), device=tr.device)
-    dls.test = TextClfLoader(enc(test[0]), test[1], bs=2 * bs, **kw) if test is not None else None
+    c = int(max(max(train[1]), max(valid[1]))) + 1
+    kw = dict(pad_idx=vocab.pad_idx, max_len=max_len, device=device, seed=seed, vocab=vocab, tokenizer=tokenizer,
+              classes=classes if classes is not None else [str(i) for i in range(c)])
+    tr = TextClfLoader([vocab.encode(t) for t in toks], train[1], bs=bs, shuffle=True, texts=list(train[0]), **kw)
+    dls = DataLoaders(tr, TextClfLoader(enc(valid[0]), valid[1], bs=2 * bs, texts=list(valid[0]), **kw), device=tr.device)
+    dls.test = TextClfLoader(enc(test[0]), test[1], bs=2 * bs, texts=list(test[0]), **kw) if test is not None else None
     dls.train_eval = tr.new(shuffle=False, bs=2 * bs)
-    dls.vocab, dls.c = vocab, int(max(max(train[1]), max(valid[1]))) + 1
+    dls.vocab, dls.c = vocab, max(c, len(kw['classes']))
     return dls
 
 # %% ../nbs/03_text.ipynb #19de9f9a
@@ -249,17 +297,23 @@ def train_word2vec(token_lists:list, # tokenised sentences
                  workers=workers, epochs=epochs)
     return m.wv
 
-def load_word_vectors(path:str|Path, # a `.kv` KeyedVectors file, or a word2vec file (.bin binary, else text)
+def load_word_vectors(path:str|Path, # a word2vec file (.bin binary, else text); a gensim `.kv` pickle only with `checksum`
                       binary:bool|None=None, # word2vec format: binary? (default: from the extension)
-                      limit:int|None=None # read only the first `limit` vectors of a word2vec file
+                      limit:int|None=None, # read only the first `limit` vectors of a word2vec file
+                      checksum:str|None=None # 'sha256:…' of a `.kv` file you trust (a pickle can run code when loaded)
                      ):
-    "Pretrained word vectors as gensim `KeyedVectors`."
+    "Pretrained word vectors as gensim `KeyedVectors`, from the word2vec formats (numbers only) or a checksum-verified `.kv` pickle."
     from gensim.models import KeyedVectors
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found. Pretrained vectors can't be downloaded here; e.g. place "
                                 "GoogleNews-vectors-negative300.bin (word2vec-google-news-300) at this path.")
-    if path.suffix == '.kv': return KeyedVectors.load(str(path))
+    if path.suffix in ('.kv', '.model', '.pkl', '.pickle'):
+        from dlcourse.data import check_file
+        if checksum is None: raise ValueError(f"{path} is a pickle, which can run code when loaded: save it in word2vec format "
+                                              "(kv.save_word2vec_format(path, binary=True)) or pass checksum='sha256:…' of a file you trust")
+        if not check_file(path, checksum): raise ValueError(f"{path} does not match {checksum}: not loading it")
+        return KeyedVectors.load(str(path))       # verified: the exact file the checksum names
     if binary is None: binary = path.suffix in ('.bin', '.gz') and not path.name.endswith('.txt.gz')
     return KeyedVectors.load_word2vec_format(str(path), binary=binary, limit=limit)
 
@@ -287,7 +341,45 @@ def embedding_matrix(vocab:Vocab, # our vocabulary
 
 
 # %% ../nbs/03_text.ipynb #dd023414
-class LMLoader:
+class _TextIds:
+    "Reading raw text into ids and ids back into text, for loaders with a `vocab` and a `tokenizer`."
+    def encode(self, texts:Sequence[str]) -> list[list[int]]:
+        "Token ids of raw `texts`."
+        if self.vocab is None: raise ValueError("this loader has no vocabulary: pass `vocab=` (e.g. `lm_dls(..., vocab=vocab)`)")
+        return [self.vocab.encode(self.tokenizer(t)) for t in texts]
+    def decode_ids(self, ids) -> str:
+        "The text of token ids (tokens joined by spaces; characters joined as they are)."
+        pad = self.vocab.pad_idx if self.vocab is not None else None
+        toks = self.vocab.decode([i for i in ids if int(i) != pad]) if self.vocab is not None else [str(int(i)) for i in ids]
+        return ('' if all(len(t) == 1 for t in toks) and self.tokenizer is list else ' ').join(toks)
+    def decode_batch(self, b, # a batch `(x, y)` (y: next tokens or predicted ids)
+                     max_n:int=9, full:bool=True) -> list:
+        "Per row: its text and the text of its targets (or predicted next tokens)."
+        return [(self.decode_ids(x), self.decode_ids(y)) for x, y in list(zip(b[0], b[1]))[:max_n]]
+
+class PromptLoader(_TextIds):
+    "One batch `(x, y)` of shape (1, L) per raw prompt, right-padded to the longest prompt `L`; `y` is `x` shifted by one."
+    n_inp = 1
+    def __init__(self, prompts:Sequence[str], # raw texts
+                 vocab:Vocab, tokenizer:Callable=tokenize, device=None):
+        self.vocab, self.tokenizer, self.items, self.device = vocab, tokenizer, list(prompts), default_device(device)
+        ids = [i or [vocab.unk_idx or 0] for i in self.encode(self.items)]
+        self.lengths = torch.tensor([len(i) for i in ids])
+        pad = vocab.pad_idx if vocab.pad_idx is not None else 0   # right padding: a causal LM's earlier positions don't see it
+        self.x, _ = pad_batch(ids, pad)                                                                   # (n, L)
+        self.y = torch.cat([self.x[:, 1:], torch.full_like(self.x[:, :1], pad)], 1)                       # (n, L)
+        self.dataset, self.bs, self.independent_batches = self, 1, True   # a stateful model is reset before each prompt
+    def __len__(self): return len(self.x)
+    def __iter__(self):
+        for x, y in zip(self.x, self.y): yield x[None].to(self.device), y[None].to(self.device)           # (1, L) each
+    def new(self, dataset=None, **kwargs): return PromptLoader(self.items if dataset is None else dataset, self.vocab, self.tokenizer, self.device)
+    def one_batch(self): return next(iter(self))
+    def last(self, preds:Tensor # (n, L, vocab) from `learn.get_preds(dl=this)`
+            ) -> Tensor:
+        "The next-token distribution after each prompt: `preds` at its last real position, (n, vocab)."
+        return preds[torch.arange(len(self.lengths)), self.lengths - 1]
+
+class LMLoader(_TextIds):
     "Contiguous BPTT batches `(x, y)` of shape (bs, bptt) from one long id stream; `y` is `x` shifted by one token."
     n_inp = 1
     def __init__(self, ids:Tensor|Sequence[int], # the whole corpus as token ids
@@ -295,9 +387,11 @@ class LMLoader:
                  bptt:int=70, # tokens per batch row
                  device=None, # where batches go
                  shuffle:bool=False, # ignored (the order must be kept); accepted for fastai's `new(shuffle=...)`
-                 seed:int|None=None): # kept for the loader seed protocol; the batches use no randomness
+                 seed:int|None=None, # kept for the loader seed protocol; the batches use no randomness
+                 vocab:Vocab|None=None, # the token vocabulary (needed to read prompts and to decode)
+                 tokenizer:Callable=tokenize): # text -> tokens, for prompts (`list` for characters)
         ids = torch.as_tensor(ids, dtype=torch.long)
-        self.bs, self.bptt = bs, bptt
+        self.bs, self.bptt, self.vocab, self.tokenizer = bs, bptt, vocab, tokenizer
         n = (len(ids) - 1) // bs
         if n < 1: raise ValueError(f"corpus of {len(ids)} tokens is too short for bs={bs}")
         self.src = ids[:n * bs + 1]
@@ -311,18 +405,35 @@ class LMLoader:
     def set_seed(self, seed:int|None):
         "Store `seed` and restart the epoch count (the loader seed protocol; every epoch is the same here)."
         self.seed, self._epoch = seed, 0
-    def new(self, **kwargs):
-        "A copy with `bs`/`bptt`/`seed` changed (the seed is copied unless given)."
+    def new(self, dataset=None, # raw prompts for a `PromptLoader` (fastai's `dls.test_dl(texts)` passes them here)
+            **kwargs):
+        "A copy with `bs`/`bptt`/`seed` changed (the seed is copied unless given); with `dataset`, a `PromptLoader` over those texts."
+        if dataset is not None: return PromptLoader(dataset, self.vocab, self.tokenizer, self.device)
         return LMLoader(self.src, bs=kwargs.get('bs', self.bs), bptt=kwargs.get('bptt', self.bptt), device=self.device,
-                        seed=kwargs.get('seed', self.seed))
+                        seed=kwargs.get('seed', self.seed), vocab=self.vocab, tokenizer=self.tokenizer)
     def __iter__(self):
         for i in range(0, self.x.shape[1], self.bptt):
             yield self.x[:, i:i + self.bptt].to(self.device), self.y[:, i:i + self.bptt].to(self.device)
     def one_batch(self): return next(iter(self))
+    def config(self) -> dict:
+        "What `from_config` needs to read prompts and decode predictions (no data)."
+        if self.vocab is None: raise ValueError("an LMLoader without a vocabulary can't be saved for prediction: pass `vocab=` to `lm_dls`")
+        return dict(loader='dlcourse.text:LMLoader', vocab=self.vocab.itos, unk=self.vocab.unk, pad=self.vocab.pad, tokenizer=self.tokenizer,
+                    bs=self.bs, bptt=self.bptt)
+    @classmethod
+    def from_config(cls, cfg:dict, device=None) -> 'LMLoader':
+        "A one-stream loader with `cfg`'s vocabulary and tokenizer: `new(prompts)` makes a `PromptLoader`."
+        return cls(torch.zeros(2, dtype=torch.long), bs=1, bptt=cfg.get('bptt', 70), device=device,
+                   vocab=Vocab(cfg['vocab'], cfg['unk'], cfg['pad']), tokenizer=cfg['tokenizer'])
 
-def lm_dls(train_ids, valid_ids, test_ids=None, bs:int=32, bptt:int=70, device=None) -> DataLoaders:
+def lm_dls(train_ids, valid_ids, test_ids=None, bs:int=32, bptt:int=70, device=None,
+           vocab:Vocab|None=None, # the vocabulary of the ids (for `learn.predict(text)`, `dls.test_dl(texts)` and decoding)
+           tokenizer:Callable=tokenize # text -> tokens (`list` for a character model)
+          ) -> DataLoaders:
     "fastai `DataLoaders` of `LMLoader`s (valid/test use the same `bs` so hidden states line up); `dls.test` when given."
-    tr = LMLoader(train_ids, bs, bptt, device)
-    dls = DataLoaders(tr, LMLoader(valid_ids, bs, bptt, tr.device), device=tr.device)
-    dls.test = LMLoader(test_ids, bs, bptt, tr.device) if test_ids is not None else None
+    kw = dict(vocab=vocab, tokenizer=tokenizer)
+    tr = LMLoader(train_ids, bs, bptt, device, **kw)
+    dls = DataLoaders(tr, LMLoader(valid_ids, bs, bptt, tr.device, **kw), device=tr.device)
+    dls.test = LMLoader(test_ids, bs, bptt, tr.device, **kw) if test_ids is not None else None
+    if vocab is not None: dls.vocab = vocab
     return dls

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_train.ipynb #158ac9ee
 from __future__ import annotations
-import math, time, random, functools, warnings, tempfile
+import os, math, time, random, functools, warnings, tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,9 +30,11 @@ from .images import *
 from .experiments import *
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'make_learner', 'mlp', 'reseed', 'metric_names', 'run',
-           'Variant', 'compare', 'concat_runs', 'id_columns', 'varying', 'result_columns', 'summarize', 'first_metric',
-           'plot_curves', 'plot_compare', 'run_experiment', 'MLPCfg', 'mlp_digits', 'pipeline_benchmark']
+__all__ = ['OPTIMIZERS', 'MODEL_FILES', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'StopOnNaN', 'SaveBest', 'ResetPerBatch',
+           'make_learner', 'mlp', 'reseed', 'metric_names', 'run', 'to_json', 'from_json', 'save_model', 'load_model',
+           'ModelKeeper', 'keep_models', 'Variant', 'compare', 'concat_runs', 'id_columns', 'varying', 'result_columns',
+           'summarize', 'first_metric', 'plot_curves', 'plot_compare', 'OutputError', 'check_out', 'write_outputs',
+           'commit_outputs', 'run_experiment', 'MLPCfg', 'mlp_digits', 'pipeline_benchmark']
 
 # %% ../nbs/02_train.ipynb #3079b966
 OPTIMIZERS = {
@@ -63,6 +65,42 @@ class EpochTimer(Callback):
         if torch.cuda.is_available(): torch.cuda.synchronize()
         self.learn.epoch_times.append(time.perf_counter() - self.t0); self._trained = False
 
+class StopOnNaN(TerminateOnNaNCallback):
+    "Stop training at the first non-finite training loss and record where in `learn.diverged` (evaluation is never stopped)."
+    order = TerminateOnNaNCallback.order
+    def before_fit(self):
+        if self.learn.training: self.learn.diverged = None          # `fit`, not an evaluation
+    def after_batch(self):
+        if not self.training or bool(torch.isfinite(self.loss).all()): return   # per-item losses (interpretation) are tensors
+        self.learn.diverged = dict(epoch=self.epoch + 1, batch=self.iter + 1, loss=float(self.loss.float().mean()))
+        raise CancelFitException
+
+class SaveBest(SaveModelCallback):
+    "fastai's `SaveModelCallback` writing the model's state dict only, loaded back with `torch.load(weights_only=True)`, without printing."
+    def _save(self, name):
+        f = self.path/self.model_dir/f'{name}.pth'; f.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.learn.model.state_dict(), f); self.last_saved_path = f
+    def after_epoch(self):
+        if self.every_epoch: return super().after_epoch()
+        TrackerCallback.after_epoch(self)
+        if self.new_best: self._save(self.fname)
+    def after_fit(self, **kwargs):
+        if self.at_end: self._save(self.fname)
+        elif not self.every_epoch and self.last_saved_path is not None:
+            self.learn.model.load_state_dict(torch.load(self.last_saved_path, map_location='cpu', weights_only=True))
+
+class ResetPerBatch(Callback):
+    "Reset a stateful model before every batch of a loader whose batches are independent (`dl.independent_batches`, e.g. prompts)."
+    def before_batch(self):
+        if getattr(self.dl, 'independent_batches', False) and hasattr(self.model, 'reset'): self.model.reset()
+
+def _private_dir(learn) -> Path:
+    "A fresh private temporary folder for `learn`'s files, removed when `learn` is garbage-collected (or at exit)."
+    import weakref, shutil
+    d = Path(tempfile.mkdtemp(prefix='dlcourse-learner-'))
+    weakref.finalize(learn, shutil.rmtree, d, True)
+    return d
+
 def _quiet(learn):
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
     learn.logger = lambda *a, **k: None
@@ -84,16 +122,17 @@ def make_learner(model:nn.Module, # the model; anything returning logits
                  live_plot:bool|None=None, # live loss plot (default: in notebooks, not under test)
                  quiet:bool|None=None, # no progress bars or tables (default: under test)
                  cbs:list|None=None, # more callbacks
-                 path:str|Path|None=None # where fastai saves models
+                 path:str|Path|None=None # where checkpoints go (default: the study's output folder, see `keep_models`; else a private temporary folder)
                 ) -> Learner:
     "A fastai `Learner` with the course's defaults and optional callbacks."
     quiet = in_test() if quiet is None else quiet
     live_plot = (IN_NOTEBOOK and not quiet) if live_plot is None else live_plot
     cbs = [EpochTimer()] + list(cbs or [])
-    if stop_on_nan: cbs.append(TerminateOnNaNCallback())
+    cbs.append(ResetPerBatch())
+    if stop_on_nan: cbs.append(StopOnNaN())
     if clip: cbs.append(GradientClip(clip))
     if patience: cbs.append(EarlyStoppingCallback(monitor='valid_loss', patience=patience))
-    if save_best: cbs.append(SaveModelCallback(monitor='valid_loss', fname=save_best if isinstance(save_best, str) else 'best'))
+    if save_best: cbs.append(SaveBest(monitor='valid_loss', fname=save_best if isinstance(save_best, str) else 'best'))
     if csv_log: cbs.append(CSVLogger(fname=str(csv_log), append=True))
     if live_plot: cbs.append(ShowGraphCallback())
     dev = getattr(dls, 'device', None) or default_device()
@@ -102,7 +141,10 @@ def make_learner(model:nn.Module, # the model; anything returning logits
         mode = mixed_precision if isinstance(mixed_precision, str) else ('bf16' if torch.cuda.is_bf16_supported() else 'fp16')
         cbs.append(MixedPrecision(amp_mode=mode))
     learn = Learner(dls, model, loss_func=loss_func or CrossEntropyLossFlat(), opt_func=get_opt_func(opt), lr=lr, wd=wd,
-                    metrics=metrics, cbs=cbs, path=path or tempfile.gettempdir())
+                    metrics=metrics, cbs=cbs, path=path or '.')
+    if path is None:                                  # never a shared, predictable folder
+        keeper = STUDY_OUTPUT.get()
+        learn.path = keeper.folder/'checkpoints' if keeper is not None else _private_dir(learn)
     return _quiet(learn) if quiet else learn
 
 # %% ../nbs/02_train.ipynb #e902e99a
@@ -134,8 +176,15 @@ def metric_names(learn:Learner) -> list[str]:
 def _eval(learn, dl, names) -> dict:
     "loss and each metric on `dl` (NaN when there is no such split)."
     if dl is None: return dict(loss=float('nan'), **{n: float('nan') for n in names})
-    r = learn.validate(dl=dl)
-    return dict(zip(['loss', *names], (float(v) for v in r)))
+    rec = learn.recorder; rec.log, rec.cancel_valid = [], False
+    setup = [cb for cb in learn.cbs if isinstance(cb, MixedPrecision)]        # its autocast is made in before_fit, dropped in after_fit
+    for cb in setup: cb.before_fit()
+    try:
+        with learn.validation_context(inner=True): learn._do_epoch_validate(dl=dl)   # validation events only: no epoch, no tracker
+    finally:
+        for cb in setup: cb.after_fit()
+    vals = [m.value for m in rec._valid_mets]
+    return dict(zip(['loss', *names], (float('nan') if v is None else float(v) for v in vals)))
 
 def _history(learn, name, seed, cols) -> pd.DataFrame:
     names = [n for n in learn.recorder.metric_names[1:] if n != 'time']
@@ -164,9 +213,10 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     reseed(dls, seed)
     model = model_fn()
     learn = make_learner(model, dls, lr=lr, **learner_kw)
+    learn.model_fn, learn.diverged = model_fn, None      # how to rebuild the model (`save_model`)
     names, cols = metric_names(learn), dict(cols or {})
+    learn.recorder.before_fit()                   # the recorder's column names, even for a custom `fit` that never calls `learn.fit`
     init = _eval(learn, dls.valid, names)
-    learn.recorder.values = []                    # that evaluation is not an epoch (matters for a custom `fit`)
     with Timer() as t, PeakMemory() as mem:
         if fit is not None: fit(learn, epochs, lr)
         elif one_cycle: learn.fit_one_cycle(epochs, lr)
@@ -175,8 +225,9 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     hist = _history(learn, name, seed, cols)
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, TrackerCallback)])   # the evaluations below are not epochs
     nan = dict(loss=float('nan'), **{n: float('nan') for n in names})
-    res = dict(train=_eval(learn, getattr(dls, 'train_eval', None) or dls.train.new(shuffle=False, drop_last=False), names) if eval_train else nan,
-               valid=_eval(learn, dls.valid, names), test=_eval(learn, getattr(dls, 'test', None), names))
+    if learn.diverged: res = dict(train=nan, valid=nan, test=nan)          # nothing reported as if it had trained
+    else: res = dict(train=_eval(learn, getattr(dls, 'train_eval', None) or dls.train.new(shuffle=False, drop_last=False), names) if eval_train else nan,
+                     valid=_eval(learn, dls.valid, names), test=_eval(learn, getattr(dls, 'test', None), names))
     opt = learner_kw.get('opt', 'adam')
     row = dict(name=name, **cols, seed=seed, epochs=len(hist), initial_loss=init['loss'])
     for split, r in res.items(): row.update({f'{split}_{k}': v for k, v in r.items()})
@@ -186,7 +237,117 @@ def run(model_fn:Callable[[], nn.Module], # builds a fresh model
     for k, v in dict(opt=opt if isinstance(opt, str) else getattr(opt, '__name__', 'custom'), lr=lr, wd=learner_kw.get('wd', 0.)).items():
         row.setdefault(k, v)
     row.update(env_record(getattr(dls, 'device', None)))
+    row['status'] = 'diverged' if learn.diverged else 'ok'
+    if learn.diverged: row['diverged_epoch'] = learn.diverged['epoch']
+    if (keeper := STUDY_OUTPUT.get()) is not None: keeper.offer(row, learn)
     return row, learn
+
+# %% ../nbs/02_train.ipynb #493edf54
+import io, json, importlib, dataclasses, contextlib
+
+_SAFE_BUILTINS = {'list', 'str', 'tuple', 'int', 'float'}
+
+def _ref(f) -> str:
+    "'module:qualname' of a module-level function or class."
+    mod, qn = getattr(f, '__module__', None), getattr(f, '__qualname__', None)
+    if not mod or not qn or '<' in qn:
+        raise ValueError(f"can't save {f!r} (a lambda or local function): use a module-level function or functools.partial of one")
+    return f"{mod}:{qn}"
+
+def _resolve(ref:str):
+    "The object named by 'module:qualname'; only dlcourse and torch names (and a few harmless builtins) are allowed."
+    mod, _, qn = ref.partition(':')
+    ok = mod.split('.')[0] in ('dlcourse', 'torch') or (mod == 'builtins' and qn in _SAFE_BUILTINS)
+    if not ok: raise ValueError(f"refusing to import {ref!r} from a model file: only dlcourse and torch names are allowed")
+    obj = importlib.import_module(mod)
+    for part in qn.split('.'): obj = getattr(obj, part)
+    return obj
+
+def to_json(v):
+    "A JSON-able form of a model builder or a loader config: functions by name, partials, dataclasses, tuples, tensors."
+    if isinstance(v, (str, int, float, bool)) or v is None: return v
+    if isinstance(v, functools.partial): return {'partial': _ref(v.func), 'args': to_json(list(v.args)), 'kwargs': to_json(v.keywords)}
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {'dataclass': _ref(type(v)), 'fields': {f.name: to_json(getattr(v, f.name)) for f in dataclasses.fields(v)}}
+    if isinstance(v, tuple): return {'tuple': [to_json(o) for o in v]}
+    if isinstance(v, list): return [to_json(o) for o in v]
+    if isinstance(v, dict): return {str(k): to_json(o) for k, o in v.items()}
+    if isinstance(v, (torch.Tensor, np.ndarray, np.generic)): return v.tolist()
+    if callable(v): return {'ref': _ref(v)}
+    raise ValueError(f"can't save a {type(v).__name__} in a model config")
+
+def from_json(v):
+    "The inverse of `to_json` (names resolved with the dlcourse/torch allow-list)."
+    if isinstance(v, list): return [from_json(o) for o in v]
+    if not isinstance(v, dict): return v
+    if 'ref' in v and len(v) == 1: return _resolve(v['ref'])
+    if 'tuple' in v and len(v) == 1: return tuple(from_json(o) for o in v['tuple'])
+    if 'partial' in v: return functools.partial(_resolve(v['partial']), *from_json(v['args']), **from_json(v['kwargs']))
+    if 'dataclass' in v: return _resolve(v['dataclass'])(**from_json(v['fields']))
+    return {k: from_json(o) for k, o in v.items()}
+
+MODEL_FILES = ('model.pth', 'model.json')   # the weights (a state dict) and what rebuilds the model and reads its inputs
+
+def save_model(learn:Learner, # a trained learner (from `run`, which records its `model_fn`)
+               folder:str|Path, # where `model.pth` and `model.json` go
+               model_fn:Callable|None=None, # builds the untrained model (default: `learn.model_fn`); a module-level function or a partial
+               **info # more JSON-able facts to keep (name, seed, valid_loss, ...)
+              ) -> Path:
+    "Save the weights as a state dict and, as JSON, the model builder, the data config (vocabulary, classes, normalisation) and `info`."
+    model_fn = model_fn or getattr(learn, 'model_fn', None)
+    if model_fn is None: raise ValueError("save_model needs `model_fn` (how to rebuild the model); `run` records it on the learner")
+    dl = learn.dls.valid
+    if not hasattr(dl, 'config'): raise ValueError(f"a {type(dl).__name__} can't be saved for prediction; use a dlcourse loader (image_dls, text_clf_dls, lm_dls)")
+    cfg = dict(format=1, model=to_json(model_fn), data=to_json(dl.config()), info=to_json(info),
+               torch=torch.__version__, params=count_params(learn.model))
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO(); torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, buf)
+    (folder/'model.pth').write_bytes(buf.getvalue())                 # a full disk raises OSError here (torch.save would raise RuntimeError)
+    (folder/'model.json').write_text(json.dumps(cfg, indent=1))
+    return folder
+
+def load_model(folder:str|Path, # a folder written by `save_model` (or `dlcourse run --out`)
+               device=None # where to put the model (default: `default_device()`)
+              ) -> Learner:
+    "A quiet `Learner` for prediction: the model rebuilt and its weights loaded with `torch.load(weights_only=True)`, the data config's loaders."
+    folder = Path(folder)
+    missing = [f for f in MODEL_FILES if not (folder/f).is_file()]
+    if missing: raise FileNotFoundError(f"{folder} holds no saved model ({', '.join(missing)} missing); `dlcourse run ... --out DIR` writes one")
+    cfg = json.loads((folder/'model.json').read_text())
+    model = from_json(cfg['model'])()
+    model.load_state_dict(torch.load(folder/'model.pth', map_location='cpu', weights_only=True))
+    data = from_json(cfg['data'])
+    dl = _resolve(data['loader']).from_config(data, device=device)
+    dls = DataLoaders(dl, dl, device=dl.device)
+    if (tv := getattr(dl, 'token_vocab', None) or (dl.vocab if hasattr(dl.vocab, 'itos') else None)) is not None: dls.vocab = tv
+    learn = make_learner(model.to(dl.device), dls, metrics=[], mixed_precision=False, quiet=True, stop_on_nan=False)
+    learn.model_fn, learn.info = from_json(cfg['model']), cfg.get('info', {})
+    return learn
+
+class ModelKeeper:
+    "Keeps, in `folder`, the model of the best run offered (lowest finite validation loss among runs that did not diverge)."
+    def __init__(self, folder:str|Path): self.folder, self.best, self.skipped = Path(folder), None, []
+    def offer(self, row:dict, learn:Learner):
+        "Save `learn`'s model when its row is the best so far; a model that can't be saved is noted in `skipped`."
+        v = float(row.get('valid_loss', float('nan')))
+        if row.get('status') != 'ok' or not math.isfinite(v) or (self.best is not None and v >= self.best['valid_loss']): return
+        info = dict(name=row['name'], seed=row['seed'], epochs=row['epochs'], **{k: row[k] for k in row if k.startswith('valid_')})
+        try: save_model(learn, self.folder, **info)
+        except OSError as e: raise OutputError(f"can't save the model in {self.folder}: {e.strerror or e}") from None
+        except ValueError as e: self.skipped.append(f"{row['name']}: {e}"); return
+        self.best = info
+
+@contextlib.contextmanager
+def keep_models(folder:str|Path # the study's output folder
+               ):
+    "Inside the block every `run` offers its model to a `ModelKeeper` on `folder`, and checkpoints go to `folder/checkpoints` (removed at the end)."
+    import shutil
+    folder = Path(folder); keeper = ModelKeeper(folder)
+    token = STUDY_OUTPUT.set(keeper)
+    try: yield keeper
+    finally:
+        STUDY_OUTPUT.reset(token)
+        shutil.rmtree(folder/'checkpoints', ignore_errors=True)
 
 # %% ../nbs/02_train.ipynb #7397d85b
 class Variant:
@@ -320,37 +481,87 @@ def plot_compare(df:pd.DataFrame, # rows from `compare` or a study
     return ax
 
 # %% ../nbs/02_train.ipynb #501f34b0
+class OutputError(ValueError):
+    "An output folder that can't be written (a file, read-only, ...): raised before any training."
+
+def check_out(out:str|Path # the folder a study's results will replace
+             ) -> Path:
+    "`out` as a Path, after checking it can be replaced as a whole: not a file, its parent creatable and writable, itself writable."
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir(): raise OutputError(f"--out {out} exists and is not a folder")
+    parent = out.absolute().parent
+    anc = next(p for p in [out.absolute(), *out.absolute().parents] if p.exists())
+    if not anc.is_dir(): raise OutputError(f"--out {out}: {anc} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=f'.{out.name}.probe-', dir=parent))      # can a folder be made (and renamed) here?
+    except OSError as e: raise OutputError(f"can't create or write to {parent}: {e.strerror or e}") from None
+    if out.exists() and not os.access(out, os.W_OK | os.X_OK): raise OutputError(f"can't write to {out}: permission denied")
+    return out
+
+def write_outputs(df:pd.DataFrame, # a study's rows (with `attrs['history']`)
+                  folder:Path # an empty folder
+                 ) -> list[str]:
+    "Write results.csv, history.csv, curves.png and compare.png (those that apply) into `folder`; return their names."
+    import matplotlib; matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    hist = df.attrs.get('history')
+    df.drop(columns=[c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(folder/'results.csv', index=False)
+    if hist is not None and len(hist):
+        hist.to_csv(folder/'history.csv', index=False)
+        plot_curves(hist); plt.savefig(folder/'curves.png', dpi=100); plt.close('all')
+    metric = first_metric(df)
+    if metric: plot_compare(df, metric); plt.savefig(folder/'compare.png', dpi=100); plt.close('all')
+    return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+def commit_outputs(staging:Path, # the complete set, written beside `out`
+                   out:Path, # the folder it replaces
+                   **meta # what the manifest records (experiment, args, ...)
+                  ) -> Path:
+    "Add `manifest.json` (files with sha256, `meta`, complete=true) to `staging`, then rename it into place, replacing `out` as a whole."
+    import shutil, datetime
+    files = {f.name: dict(sha256=file_hash(f), bytes=f.stat().st_size) for f in sorted(staging.iterdir()) if f.is_file()}
+    man = dict(**meta, files=files, created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), complete=True)
+    (staging/'manifest.json').write_text(json.dumps(man, indent=1, default=str))
+    old = None
+    if out.exists(): old = out.with_name(f'.{out.name}.old-{os.getpid()}'); os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return out
+
 def run_experiment(name:str, # a key of `EXPERIMENTS`
                    dataset:str|None=None, # one of its datasets (default: the first)
                    epochs:int|None=None, # epochs per run (default: the study's preset)
-                   out:str|Path|None=None, # folder for results.csv, history.csv, curves.png, compare.png
+                   out:str|Path|None=None, # folder for results.csv, history.csv, plots, the best model and manifest.json (replaced as a whole)
                    scale:str|None=None, # 'smoke' (fixtures) or 'full' (real data); default `DLCOURSE_SCALE`
                    seed:int=0, # the seed of every run
                    device=None, # where to train
                    cache=None # the dataset cache folder
                   ) -> pd.DataFrame:
-    "Run a registered experiment; rows carry `experiment`, `dataset`, `scale` and `data`; with `out`, write results and plots."
+    "Run a registered experiment; rows carry `experiment`, `dataset`, `scale` and `data`; with `out`, write results, plots and the best model as one set."
+    import shutil
     fn, spec = load_experiment(name), EXPERIMENTS[name]
     dataset = dataset or spec.datasets[0]
     if dataset not in spec.datasets: raise ValueError(f"Dataset {dataset!r} is not valid for {name!r}; valid: {', '.join(spec.datasets)}")
     if epochs is not None and epochs < 1: raise ValueError(f"epochs must be a positive integer, got {epochs}")
     scale = get_scale(scale)
-    df = fn(dataset=dataset, epochs=epochs, scale=scale, seed=seed, cache=cache, device=device)
-    hist = df.attrs.get('history')
-    for k, v in dict(experiment=name, dataset=dataset, scale=scale, data=describe_data(dataset, scale, cache=cache)).items():
-        if k not in df: df[k] = v
-    df.attrs['data'] = describe_data(dataset, scale, cache=cache)
-    if out is not None:
-        import matplotlib; matplotlib.use('Agg', force=False)
-        import matplotlib.pyplot as plt
-        out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        for f in ('results.csv', 'history.csv', 'curves.png', 'compare.png'): (out/f).unlink(missing_ok=True)   # no stale files from another run
-        df.drop(columns=[c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(out/'results.csv', index=False)
-        if hist is not None and len(hist):
-            hist.to_csv(out/'history.csv', index=False)
-            plot_curves(hist); plt.savefig(out/'curves.png', dpi=100); plt.close('all')
-        metric = first_metric(df)
-        if metric: plot_compare(df, metric); plt.savefig(out/'compare.png', dpi=100); plt.close('all')
+    out = check_out(out) if out is not None else None          # before any training
+    staging = Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.absolute().parent)) if out is not None else None
+    try:
+        with keep_models(staging) if staging is not None else contextlib.nullcontext() as keeper:
+            df = fn(dataset=dataset, epochs=epochs, scale=scale, seed=seed, cache=cache, device=device)
+        for k, v in dict(experiment=name, dataset=dataset, scale=scale, data=describe_data(dataset, scale, cache=cache)).items():
+            if k not in df: df[k] = v
+        df.attrs['data'] = describe_data(dataset, scale, cache=cache)
+        if keeper is not None: df.attrs['model'], df.attrs['model_skipped'] = keeper.best, keeper.skipped
+        if out is not None:
+            try: write_outputs(df, staging)
+            except OSError as e: raise OutputError(f"can't write the results beside {out}: {e.strerror or e}; nothing was written") from None
+            commit_outputs(staging, out, experiment=name, args=dict(dataset=dataset, epochs=epochs, scale=scale, seed=seed),
+                           model=keeper.best, rows=len(df), diverged=int((df.get('status') == 'diverged').sum()))
+    except BaseException:
+        if staging is not None: shutil.rmtree(staging, ignore_errors=True)   # Ctrl-C, a full disk, an error: no partial set
+        raise
     return df
 
 # %% ../nbs/02_train.ipynb #37982cfb

@@ -70,8 +70,7 @@ def corpus_dls(ids:dict[str, Tensor], # 'train', 'valid' (and 'test') id streams
                device=None # where batches live
               ) -> DataLoaders:
     "fastai `DataLoaders` of contiguous BPTT batches (`dlcourse.text.lm_dls`), with `dls.test` and `dls.vocab`."
-    dls = lm_dls(ids['train'], ids['valid'], ids.get('test'), bs=bs, bptt=bptt, device=device)
-    dls.vocab = vocab
+    dls = lm_dls(ids['train'], ids['valid'], ids.get('test'), bs=bs, bptt=bptt, device=device, vocab=vocab)   # sets `dls.vocab`
     return dls
 
 # %% ../nbs/21_word_lm.ipynb #1fa88418
