@@ -54,14 +54,16 @@ def skip_message(lines:list[str], # the cell's source lines
     code = code if len(code) <= 60 else code[:57] + '...'
     how = ' and '.join(sorted(missing))
     cuda = ' on a machine with CUDA' if 'gpu' in missing else ''
-    return (f"Not run (full-scale cell, #| {' '.join(sorted(missing))}): `{code}`. The page shows its saved result; "
-            f"to run it, set DLCOURSE_RUN={'+'.join(sorted(missing)).replace('+', ',')}{cuda} and run the cell again.")
+    return (f"Not run (full-scale cell, #| {' '.join(sorted(missing))}): `{code}`. Its result from a full run is on the course "
+            f"site; to run it here, set DLCOURSE_RUN={'+'.join(sorted(missing)).replace('+', ',')}{cuda} and run the cell again.")
 
 def guard(lines:list[str] # a cell's source lines (an IPython `input_transformers_cleanup` transformer)
          ) -> list[str]:
     "The cell unchanged, or a one-line message instead of a full-scale cell nobody asked for."
     miss = missing_flags(cell_flags(lines))
-    return [f'print({skip_message(lines, miss)!r})\n'] if miss else lines
+    if not miss: return lines
+    # shown as a plain-text display, not printed: a cell ending in `;` would hide a print under execnb
+    return [f"__import__('IPython').display.display({{'text/plain': {skip_message(lines, miss)!r}}}, raw=True)\n"]
 
 # %% ../nbs/00b_style.ipynb #3f1afc25
 FIG_W, DPI = 6.8, 100  # inches, dots per inch: 680 px, the width of the text column

@@ -5,6 +5,8 @@ import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.nbdev   # every test here runs notebooks through execnb / nbdev
+
 ROOT = Path(__file__).resolve().parent.parent
 
 def _nb(folder: Path) -> Path:
@@ -28,7 +30,7 @@ RUN_ALL = """import sys, json
 from execnb.nbio import read_nb
 from execnb.shell import CaptureShell
 nb = read_nb(sys.argv[1]); sh = CaptureShell(sys.argv[1]); sh.run_all(nb, exc_stop=True)
-print(json.dumps([[o.get('text', '') for o in c.outputs] for c in nb.cells]))"""
+print(json.dumps([[o.get('text', '') or o.get('data', {}).get('text/plain', '') for o in c.outputs] for c in nb.cells]))"""
 
 def _run_all(nb: Path, **env):
     r = subprocess.run([sys.executable, '-c', RUN_ALL, str(nb)], cwd=nb.parent, env=_env(**env), capture_output=True, text=True, timeout=300)
@@ -39,7 +41,7 @@ def test_run_all_skips_flagged_cells(tmp_path):
     outs = _run_all(_nb(tmp_path))
     assert not (tmp_path/'slow.txt').exists() and not (tmp_path/'gpu.txt').exists()
     for i, flag in ((1, 'slow'), (2, 'gpu')):
-        assert outs[i].count('\n') == 1 and 'Not run' in outs[i] and f'DLCOURSE_RUN={flag}' in outs[i], outs[i]
+        assert len(outs[i].strip().splitlines()) == 1 and 'Not run' in outs[i] and f'DLCOURSE_RUN={flag}' in outs[i], outs[i]
     assert 'finished' in outs[3]
 
 def test_run_all_runs_what_is_asked(tmp_path):
