@@ -85,3 +85,14 @@ def test_index_links_resolve():
     linked = {l.split('#')[0].replace(docs, '') for l in links}
     missing = [p.name for p in CHAPTERS if _page(p.name) not in linked]
     assert not missing, f"chapters the index does not link: {missing}"
+
+def test_sidebar_lists_every_notebook():
+    "settings.ini has custom_sidebar = True: a notebook missing from nbs/sidebar.yml has no way in on the site."
+    import yaml
+    def names(items):
+        for it in items:
+            if isinstance(it, str): yield it
+            elif isinstance(it, dict): yield from names(it.get('contents', []))
+    listed = set(names(yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())['website']['sidebar']['contents']))
+    assert {p.name for p in NBS} <= listed, f"not in nbs/sidebar.yml: {sorted({p.name for p in NBS} - listed)}"
+    assert listed <= {p.name for p in NBS}, f"nbs/sidebar.yml lists missing notebooks: {sorted(listed - {p.name for p in NBS})}"
