@@ -1,9 +1,11 @@
 """Package metadata for dlcourse, read from settings.ini (nbdev 2 layout).
 
 Pins, and why:
-- fastai >=2.7.14,<=2.8.7: fastai 2.8.7 is the newest release that accepts fastcore < 1.15.
-- fastcore <1.15: nbdev 2.4.x (the last nbdev that reads settings.ini) breaks with fastcore 1.15+.
-- nbdev >=2.4.2,<2.5 and execnb <0.2 (dev only): nbdev 3 refuses settings.ini; nbdev 2.4.x needs execnb 0.1.
+- fastai >=2.7.14, fastcore >=1.5.29: no upper bound for users (`pip install dlcourse` keeps a newer fastai);
+  CI re-runs pytest and the main job after upgrading both to the newest releases (.ci/run).
+- dev only: nbdev >=2.4.2,<2.5 and execnb <0.2 (nbdev 3 refuses settings.ini; nbdev 2.4.x needs execnb 0.1),
+  fastcore <1.15 (nbdev 2.4.x breaks with fastcore 1.15+) and so fastai <=2.8.7 (the newest that accepts it);
+  jupyterlab to run the chapters.
 - pypandoc-binary ==1.17 (dev only): the pandoc that turns the processed index notebook into README.md;
   pinned so the generated README does not change with the pandoc version.
 - torch / torchvision: unpinned, taken from the package registry (their CUDA builds also run on CPU).

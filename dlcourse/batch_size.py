@@ -128,7 +128,7 @@ def plot_batch_size(df:pd.DataFrame, # a `batch_size_study` result (one or sever
                     axs=None):
     "Accuracy, seconds per epoch and peak memory against batch size (log2 axis); OOM rows as red crosses."
     import matplotlib.pyplot as plt
-    if axs is None: _, axs = plt.subplots(1, 3, figsize=(16, 3.8))
+    if axs is None: _, axs = plt.subplots(1, 3, figsize=(6.8, 2.6))
     for i, (rule, g) in enumerate(df.groupby('rule', sort=False)):
         ok, c = g[g.status == 'ok'], f'C{i}'
         axs[0].plot(ok.batch_size, ok.train_accuracy, '--o', color=c, ms=4, label=f'train ({rule})')

@@ -368,7 +368,7 @@ def plot_char_lm(df:pd.DataFrame, # from `char_lm_study`
                  target:float|None=2.10): # the goal line (nats/char)
     "Training-loss curves (per batch) of the recurrent models, and dev nats/char of every model with the bigram."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, ax = plt.subplots(1, 2, figsize=(6.8, 3))
     for i, (name, losses) in enumerate(df.attrs.get('curves', {}).items()):
         ax[0].plot(pd.Series(losses).rolling(20, min_periods=1).mean(), color=f'C{i + 1}', label=name)
     ax[0].set(xlabel='batch', ylabel='train loss (nats/char, mean of 20)', title='training curves'); ax[0].legend(fontsize=8)

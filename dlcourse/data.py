@@ -95,7 +95,8 @@ for _info in [
         'CIFAR-10: 60,000 32x32 colour images in 10 classes (50k train, 10k test), original pixels.',
         license='No licence stated; the authors ask for a citation.',
         citation='Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.',
-        homepage='https://www.cs.toronto.edu/~kriz/cifar.html'),
+        homepage='https://www.cs.toronto.edu/~kriz/cifar.html',
+        notes='Offline, the JPEG copy "cifar10-jpeg" can stand in (dataset="cifar10-jpeg"; results on it are labelled as such).'),
     DatasetInfo('cifar10-jpeg', (Resource('cifar10-jpeg.zip', (), size=62_193_089, extract=True,
                                           sha256='05b4c8c8bf43c21250b5d4abc4621c4fed6837d691555b00c9215bfc6b363d11'),),
         'CIFAR-10 re-encoded as 60,000 JPEG files (quality ~75), train/<class>/*.jpg and test/<class>/*.jpg.',
@@ -451,6 +452,7 @@ def _fetch_one(info:DatasetInfo, r:Resource, cache:Path, progress:bool, lim:dict
     tried = '\n'.join(errors) or '\n'.join(['  (no public URL: this file is not downloadable)'] + [f'  {info.notes}'] * bool(info.notes))
     raise DownloadError(
         f"Could not get {r.filename!r} of dataset {info.name!r}.\nTried:\n{tried}\n"
+        + (f"Note: {info.notes}\n" if info.notes and r.urls else '') +
         f"Download it yourself and put it at:\n  {dest}\n"
         f"It must have {r.checksum}" + (f" ({r.size:,} bytes)" if r.size else '') + ".\n"
         f"(Or set DLCOURSE_LOCAL_DATA to a folder that holds {info.name}/{r.filename}.)")

@@ -180,7 +180,7 @@ def plot_health(models:dict, # name -> `KeyedVectors` with counts
                 seed:int=0):
     "Two panels: vector norm against word count (log scale), and the distribution of cosines to the mean vector."
     import matplotlib.pyplot as plt
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(7, 3))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(6.8, 3))
     for (name, kv), col in zip(models.items(), ['C0', 'C3', 'C2', 'C1']):
         ws = word_stats(kv); pts = ws.sample(min(max_points, len(ws)), random_state=seed)
         a1.scatter(pts['count'], pts.norm, s=2, alpha=0.3, color=col, label=name, rasterized=True)

@@ -171,7 +171,7 @@ def plot_grid_curves(df:pd.DataFrame, # rows from `hybrid_study` (uses `df.attrs
     "Validation loss (top) and `metric` (bottom) per epoch: one column per optimiser, one line per network."
     import matplotlib.pyplot as plt
     h = df.attrs['history']; opts = list(dict.fromkeys(h['opt']))
-    fig, axs = plt.subplots(2, len(opts), figsize=(3.2 * len(opts), 5.2), squeeze=False, sharey='row')
+    fig, axs = plt.subplots(2, len(opts), figsize=(min(6.8, 3.2 * len(opts)), 5.2), squeeze=False, sharey='row')
     for j, o in enumerate(opts):
         for i, (m, g) in enumerate(h[h['opt'] == o].groupby('model', sort=False)):
             axs[0, j].plot(g['epoch'], g['valid_loss'], '-o', ms=2, color=f'C{i}', label=m)
@@ -187,7 +187,7 @@ def plot_grid(df:pd.DataFrame # rows from `hybrid_study`
     import matplotlib.pyplot as plt
     acc = df.pivot(index='model', columns='opt', values='test_accuracy').loc[list(dict.fromkeys(df['model'])), list(dict.fromkeys(df['opt']))]
     sec = df.pivot(index='model', columns='opt', values='seconds').loc[acc.index, acc.columns]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6.8, 3))
     im = a.imshow(acc.values, cmap='viridis'); fig.colorbar(im, ax=a)
     a.set_xticks(range(acc.shape[1]), acc.columns); a.set_yticks(range(acc.shape[0]), acc.index)
     for i in range(acc.shape[0]):

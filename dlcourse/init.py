@@ -206,7 +206,7 @@ def plot_hockey(df:pd.DataFrame, ax=None):
 def plot_layer_stats(df:pd.DataFrame, it:int=0, axs=None):
     "Mean and std of each layer's output at iteration `it`, one line per scheme."
     import matplotlib.pyplot as plt
-    if axs is None: _, axs = plt.subplots(1, 2, figsize=(11, 3.5))
+    if axs is None: _, axs = plt.subplots(1, 2, figsize=(6.8, 3))
     L = df.attrs['layers']; L = L[L['iter'] == it]
     for s, g in L.groupby('scheme', sort=False):
         axs[0].plot(g.layer, g['mean'], '-o', ms=3, label=s); axs[1].semilogy(g.layer, g['std'], '-o', ms=3, label=s)

@@ -179,7 +179,7 @@ def plot_kim(df:pd.DataFrame, ax=None):
     import matplotlib.pyplot as plt
     s = kim_summary(df)
     labels = [f"{d.split('-')[0].upper()}\n{m}" for d, m in zip(s['dataset'], s['mode'])]
-    if ax is None: fig, ax = plt.subplots(figsize=(1.3 * len(s) + 2, 3.6))
+    if ax is None: fig, ax = plt.subplots(figsize=(min(6.8, 1.3 * len(s) + 2), 3.6))
     x = np.arange(len(s))
     ax.bar(x - 0.2, s['ours_%'], 0.4, label='ours'); ax.bar(x + 0.2, s['paper_%'], 0.4, label='Kim (2014)')
     for i, v in enumerate(s['ours_%']): ax.text(i - 0.2, v + 0.3, f'{v:.1f}', ha='center', fontsize=8)

@@ -358,7 +358,7 @@ def plot_sweep(df:pd.DataFrame, ax=None,
               ):
     "Mean validation accuracy (± std over seeds) against the learning rate, one line per rule; rings mark the chosen rates."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(7, 3.2))
+    if ax is None: _, ax = plt.subplots(figsize=(6.8, 3))
     s, best = df[df.stage == 'sweep'], pick_rates(df)
     for i, (r, g) in enumerate(s.groupby('opt', sort=False)):
         m = g.groupby('lr').valid_accuracy.agg(['mean', 'std']).fillna(0) * 100
@@ -374,7 +374,7 @@ def plot_sweep(df:pd.DataFrame, ax=None,
 def plot_final(summary:pd.DataFrame, ax=None):
     "Train and validation accuracy (mean ± std over the fresh seeds) per rule at its chosen rate: the gap at a glance."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(7, 3))
+    if ax is None: _, ax = plt.subplots(figsize=(6.8, 3))
     x = np.arange(len(summary))
     for dx, split, c in [(-0.12, 'train', 'C0'), (0.12, 'valid', 'C1')]:
         ax.errorbar(x + dx, summary[f'{split}_accuracy'] * 100, yerr=summary[f'{split}_accuracy_std'] * 100, fmt='o', ms=4, capsize=2, color=c, label=split)

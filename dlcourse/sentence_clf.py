@@ -131,7 +131,7 @@ def interaction_heatmap(df:pd.DataFrame, # a grid result (one column per swept p
     "One heatmap per pair of parameters (lower triangle): mean `metric` for each pair of values."
     import matplotlib.pyplot as plt
     n = len(params)
-    fig, axs = plt.subplots(n - 1, n - 1, figsize=(3.2 * (n - 1), 2.9 * (n - 1)), squeeze=False)
+    fig, axs = plt.subplots(n - 1, n - 1, figsize=(min(6.8, 3.2 * (n - 1)), 2.9 * (n - 1)), squeeze=False)
     lo, hi = df[metric].min(), df[metric].max()
     for i in range(1, n):
         for j in range(n - 1):

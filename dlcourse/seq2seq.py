@@ -358,7 +358,7 @@ def plot_seq2seq(df:pd.DataFrame # from `seq2seq_study`
                 ):
     "Validation nats/token per epoch of each model, and test BLEU (greedy vs beam)."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, ax = plt.subplots(1, 2, figsize=(6.8, 3))
     for i, (name, h) in enumerate(df.attrs['history'].groupby('name', sort=False)):
         ax[0].plot(h.epoch, h.train_loss, '--', color=f'C{i}', alpha=.7); ax[0].plot(h.epoch, h.nats, '-o', ms=3, color=f'C{i}', label=name)
     ax[0].set(xlabel='epoch', ylabel='nats/token', title='loss (dashed: train, solid: valid)'); ax[0].legend(fontsize=8)

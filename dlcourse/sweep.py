@@ -260,7 +260,7 @@ def plot_heatmap(df:pd.DataFrame, x:str, y:str, metric:str='value', ax=None):
     "The interaction of two settings: mean `metric` over the trials of every (x, y) cell."
     import matplotlib.pyplot as plt
     t = df.pivot_table(index=y, columns=x, values=metric, aggfunc='mean')
-    if ax is None: fig, ax = plt.subplots(figsize=(1.1 * len(t.columns) + 2.5, 0.6 * len(t.index) + 1.8))
+    if ax is None: fig, ax = plt.subplots(figsize=(min(6.8, 1.1 * len(t.columns) + 2.5), 0.6 * len(t.index) + 1.8))
     im = ax.imshow(t.values, cmap='viridis', aspect='auto')
     ax.set_xticks(range(len(t.columns)), [str(c) for c in t.columns]); ax.set_yticks(range(len(t.index)), [str(i) for i in t.index])
     for i in range(len(t.index)):

@@ -28,6 +28,7 @@ from .core import *
 from .data import *
 from .images import *
 from .experiments import *
+from .style import FIG_W, figsize, epoch_axis, bar_ylim
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'MODEL_FILES', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'StopOnNaN', 'SaveBest', 'ResetPerBatch',
@@ -56,6 +57,7 @@ def get_opt_func(opt:str|Callable) -> Callable:
 class EpochTimer(Callback):
     "Records the wall seconds of every epoch (training and validation) in `learn.epoch_times`."
     order, _trained = 1, False
+    def __init__(self): super().__init__()  # a plain signature: fastai's `Callback` takes each of its ~25 events as an argument
     def before_epoch(self): self.t0 = time.perf_counter()
     def before_train(self):
         if self.epoch == 0 or not hasattr(self.learn, 'epoch_times'): self.learn.epoch_times = []  # a new fit (not `validate`)
@@ -450,16 +452,18 @@ def plot_curves(df_or_hist:pd.DataFrame, # a `compare` result (uses its history)
     h = df_or_hist.attrs.get('history', df_or_hist) if 'epoch' not in df_or_hist else df_or_hist
     metric = metric or next((c for c in h.columns[h.columns.get_loc('epoch') + 1:] if c not in ('train_loss', 'valid_loss', 'seconds')), None)
     by = by or varying(h, id_columns(h))
-    if ax is None: fig, ax = plt.subplots(1, 2 if metric else 1, figsize=(7, 3) if metric else (3.6, 3), squeeze=False); ax = ax[0]
+    if ax is None: fig, ax = plt.subplots(1, 2 if metric else 1, figsize=figsize(2 if metric else 1), squeeze=False); ax = ax[0]
     m = h.groupby(by + ['epoch'], sort=False).mean(numeric_only=True).reset_index()
     for i, (key, g) in enumerate(m.groupby(by, sort=False)):
         c = f'C{i % 10}'
         ax[0].plot(g.epoch, g.train_loss, '--', color=c, alpha=.7); ax[0].plot(g.epoch, g.valid_loss, '-', color=c, label=_label(key))
         if metric: ax[1].plot(g.epoch, g[metric], '-o', ms=3, color=c, label=_label(key))
-    ax[0].set(xlabel='epoch', ylabel='loss (nats)', title='loss (dashed: train, solid: valid)')
-    if metric: ax[1].set(xlabel='epoch', ylabel=f'valid {metric}', title=f'valid {metric}')
-    ax[-1].legend(fontsize=7)
+    ax[0].set(ylabel='loss (nats)', title='loss (dashed: train, solid: valid)'); epoch_axis(ax[0])
+    if metric: ax[1].set(ylabel=f'valid {metric}'.replace('_', ' '), title=f'valid {metric}'.replace('_', ' ')); epoch_axis(ax[1])
     plt.tight_layout()
+    n = m.groupby(by, sort=False).ngroups
+    if n > 1: ax[0].figure.legend(*ax[-1].get_legend_handles_labels(), loc='upper center', bbox_to_anchor=(0.5, 0.02),
+                                  ncol=min(n, 4), fontsize=7, frameon=False)   # below the panels: it covers no curve
     return ax
 
 def plot_compare(df:pd.DataFrame, # rows from `compare` or a study
@@ -472,10 +476,11 @@ def plot_compare(df:pd.DataFrame, # rows from `compare` or a study
     by = [by] if isinstance(by, str) else (by or varying(df, id_columns(df)))
     g = df.groupby(by, sort=False)[metric]
     mean, sd = g.mean(), g.std().fillna(0)
-    if ax is None: fig, ax = plt.subplots(figsize=(min(7, max(3.5, 0.6 * len(mean) + 1.5)), 3))
+    if ax is None: fig, ax = plt.subplots(figsize=(min(FIG_W, max(3.5, 0.6 * len(mean) + 1.5)), 3))
     ax.bar(range(len(mean)), mean.values, yerr=sd.values, color=[f'C{i % 10}' for i in range(len(mean))], capsize=3)
     ax.set_xticks(range(len(mean)), [_label(k) for k in mean.index], rotation=30, ha='right', fontsize=8)
-    ax.set(ylabel=metric, title=title or f"{metric} (mean ± std over seeds)")
+    low = bar_ylim(ax, mean.values, sd.values)   # near the bars when their differences are small
+    ax.set(ylabel=metric.replace('_', ' '), title=title or f"{metric} (mean ± std over seeds)".replace('_', ' ') + ('' if low == 0 else '\ny axis does not start at 0'))
     for i, v in enumerate(mean.values): ax.text(i, v, f'{v:.3f}', ha='center', va='bottom', fontsize=7)
     plt.tight_layout()
     return ax
@@ -509,9 +514,9 @@ def write_outputs(df:pd.DataFrame, # a study's rows (with `attrs['history']`)
     df.drop(columns=[c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(folder/'results.csv', index=False)
     if hist is not None and len(hist):
         hist.to_csv(folder/'history.csv', index=False)
-        plot_curves(hist); plt.savefig(folder/'curves.png', dpi=100); plt.close('all')
+        plot_curves(hist); plt.savefig(folder/'curves.png', dpi=100, bbox_inches='tight'); plt.close('all')
     metric = first_metric(df)
-    if metric: plot_compare(df, metric); plt.savefig(folder/'compare.png', dpi=100); plt.close('all')
+    if metric: plot_compare(df, metric); plt.savefig(folder/'compare.png', dpi=100, bbox_inches='tight'); plt.close('all')
     return sorted(p.name for p in folder.iterdir() if p.is_file())
 
 def commit_outputs(staging:Path, # the complete set, written beside `out`

@@ -207,7 +207,7 @@ def plot_word_lm(df:pd.DataFrame # rows of `word_lm_study` (one corpus, or sever
                 ):
     "Validation perplexity per epoch of the LSTM on each corpus, and the test perplexity of every model."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, ax = plt.subplots(1, 2, figsize=(6.8, 3))
     for i, (ds, h) in enumerate(df.attrs['history'].groupby('dataset', sort=False)):
         ax[0].plot(h.epoch, h.ppl, '-o', color=f'C{i}', label=ds)
     ax[0].set(xlabel='epoch', ylabel='valid perplexity', title='LSTM validation perplexity', yscale='log'); ax[0].legend(fontsize=8)

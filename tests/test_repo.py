@@ -36,6 +36,7 @@ def test_ci_runs_the_second_block():
     assert 'quick_start' in ci or 'Quick start' in ci, "the CI script must take its command from the README"
 
 @needs_git
+@pytest.mark.nbdev
 @pytest.mark.parametrize('tool,folder,pattern', [('nbdev_export', 'dlcourse', '*.py'), ('nbdev_clean', 'nbs', '*.ipynb')])
 def test_nbdev_tools_change_nothing(tmp_path, tool, folder, pattern):
     "The library is what the notebooks export, and the notebooks are already clean."
@@ -45,6 +46,7 @@ def test_nbdev_tools_change_nothing(tmp_path, tool, folder, pattern):
     assert not changed, f"run {tool} and commit: {changed}"
 
 @needs_git
+@pytest.mark.nbdev
 def test_readme_is_generated_from_index(tmp_path):
     d = _copy_repo(tmp_path)
     r = subprocess.run([sys.executable, '.ci/make_readme.py', '--check'], cwd=d, capture_output=True, text=True)
