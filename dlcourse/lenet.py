@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_lenet.ipynb #61facd16
 from __future__ import annotations
-import math, tempfile
+import contextlib, io, math, os, tempfile
 from functools import partial
 from typing import Callable
 from dataclasses import dataclass, replace
@@ -12,6 +12,7 @@ import numpy as np, pandas as pd
 import torch
 from torch import nn
 from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
+from fastai.callback.tracker import SaveModelCallback
 from .core import *
 from .data import *
 from .images import *
@@ -22,7 +23,8 @@ from .experiments import *
 # %% auto #0
 __all__ = ['lenet_bn', 'lenet_dp', 'lenet_bndp', 'super_lenet', 'LENETS', 'LENET_PRESETS', 'LENET_TINY_PRESETS',
            'LENET_DIGITS_PRESETS', 'SPSA_PRESETS', 'REPORT_LENET_CIFAR10', 'init_kaiming_', 'LeNet', 'tiny_imagenet',
-           'LeNetCfg', 'adapt', 'lenet_study', 'lenet_digits', 'SPSA', 'SPSACallback', 'SPSACfg', 'optimizer_study',
+           'LeNetCfg', 'adapt', 'train_subset', 'best_epoch', 'KeepBest', 'lenet_study', 'lenet_digits', 'seed_noise',
+           'SPSA', 'spsa_grad_error', 'SPSACallback', 'SPSACfg', 'LossCurve', 'loss_curve', 'optimizer_study',
            'spsa_digits', 'lenet_cifar10', 'lenet_tinyimagenet']
 
 # %% ../nbs/10_lenet.ipynb #7bcbb310
@@ -117,13 +119,15 @@ class LeNetCfg:
     augment: str = 'none'           # the report's LeNets use no augmentation (see `AUGMENTS`)
     img_size: int|None = None       # pixels the conv blocks see; None: the data's (digits: 32, resized inside the model)
     n_seeds: int = 1                # runs per variant, seeds `seed, seed+1, ...`
+    n_train: int|None = None        # train on the first `n_train` training images only (a CPU-sized subset); None: all
+    save_best: bool = False         # keep the weights of the epoch with the lowest valid loss (selection on validation)
 
 LENET_PRESETS = {'smoke': LeNetCfg(epochs=2, bs=64),   # a generated fixture of 900 images: seconds per model
                  'full': LeNetCfg()}                   # CIFAR-10 as in the report's Table 1
 LENET_TINY_PRESETS = {'smoke': LENET_PRESETS['smoke'], 'full': LeNetCfg(epochs=100)}   # the report's Table 2: 100 epochs
 LENET_DIGITS_PRESETS = {'smoke': LeNetCfg(variants=('LeNet', 'LeNet+L2', 'SuperLeNet'), # every code path (plain, weight decay,
                                   epochs=1, bs=64, img_size=32),                    # BatchNorm + Kaiming init), one epoch
-                        'full': LeNetCfg(epochs=12, bs=64, img_size=32, n_seeds=3)} # 12 epochs flatten the curves; 3 seeds to rank
+                        'full': LeNetCfg(epochs=8, bs=64, img_size=32, n_seeds=3)}  # 8 epochs flatten the curves; 3 seeds measure the spread
 
 def adapt(model_fn:Callable, # a LeNet factory, e.g. `lenet_bn`
           data:ImageData, # the images it will see
@@ -135,18 +139,38 @@ def adapt(model_fn:Callable, # a LeNet factory, e.g. `lenet_bn`
     return partial(model_fn, n_in=n_in, n_classes=len(data.classes), img_size=size, resize=size != s)
 
 # %% ../nbs/10_lenet.ipynb #b88a3c06
+def train_subset(data:ImageData, # image splits
+                 n_train:int|None=None # keep the first `n_train` training images (None: all)
+                ) -> ImageData:
+    "`data` with only its first `n_train` training images; the validation and test splits are unchanged."
+    return data if n_train is None else data._replace(train=(data.train[0][:n_train], data.train[1][:n_train]))
+
+def best_epoch(learn, dls) -> dict:
+    "`run`'s `extra` hook: the epoch with the lowest validation loss (the one `save_best` keeps)."
+    h = learn.history
+    return dict(best_epoch=int(h.epoch[h.valid_loss.idxmin()]) if len(h) else 0)
+
+class KeepBest(SaveModelCallback):
+    "fastai's `SaveModelCallback` on the validation loss, without its printed messages."
+    def __init__(self, fname:str): super().__init__(monitor='valid_loss', fname=fname)
+    def after_epoch(self):
+        with contextlib.redirect_stdout(io.StringIO()): super().after_epoch()
+
 def lenet_study(data:ImageData, # image splits (uint8), e.g. from `load_images`
                 cfg:LeNetCfg=LeNetCfg(), # what to train and how
                 seed:int=0, # seed of the first run (then seed+1, ... for `cfg.n_seeds`)
                 device=None # training device (default: `default_device()`)
                ) -> pd.DataFrame:
-    "Train the LeNet variants `cfg.variants` on `data`; one row per run (accuracies, losses, initial loss, seconds, memory, parameters)."
+    "Train the LeNet variants `cfg.variants` on `data`; one row per run (accuracies, losses, best epoch, initial loss, seconds, memory, parameters)."
     bad = [n for n in cfg.variants if n not in LENETS]
     if bad: raise ValueError(f"Unknown LeNet variant(s) {bad}; valid: {', '.join(LENETS)}")
+    data = train_subset(data, cfg.n_train)
     dls = image_dls(data, bs=cfg.bs, augment=cfg.augment, device=device, seed=seed)
-    variants = {n: Variant(adapt(LENETS[n], data, cfg.img_size), **(dict(wd=cfg.l2) if n == 'LeNet+L2' else {}))
+    keep = (lambda: [KeepBest(f'lenet-best-{os.getpid()}')]) if cfg.save_best else None   # a file name of this process only
+    variants = {n: Variant(adapt(LENETS[n], data, cfg.img_size), cbs=keep, **(dict(wd=cfg.l2) if n == 'LeNet+L2' else {}))
                 for n in cfg.variants}
-    return compare(variants, dls, epochs=cfg.epochs, seeds=tuple(range(seed, seed + cfg.n_seeds)), lr=cfg.lr, opt=cfg.opt, quiet=True)
+    return compare(variants, dls, epochs=cfg.epochs, seeds=tuple(range(seed, seed + cfg.n_seeds)), lr=cfg.lr, opt=cfg.opt,
+                   extra=best_epoch, quiet=True)
 
 # %% ../nbs/10_lenet.ipynb #e7315021
 @experiment('lenet-digits')
@@ -161,6 +185,22 @@ def lenet_digits(dataset:str='digits', # only 'digits' (embedded: the same data 
     "Compare the six LeNet variants on the embedded digits data."
     c = preset(LENET_DIGITS_PRESETS, scale, cfg, epochs=epochs)
     return lenet_study(load_images(dataset, seed=seed), c, seed=seed, device=device)
+
+# %% ../nbs/10_lenet.ipynb #98b2f657
+def seed_noise(df:pd.DataFrame, # one row per run, several seeds per variant (from `compare` or a study)
+               metric:str='test_accuracy', # the column to compare
+               baseline:str='LeNet', # the variant every other one is compared with
+               k:float=2. # a difference counts as real when it exceeds `k` standard errors
+              ) -> pd.DataFrame:
+    "Per variant: mean and std of `metric` over seeds, the difference to `baseline`, its standard error, and whether it exceeds `k` of them."
+    g = df.groupby('name', sort=False)[metric]
+    s = pd.DataFrame({'mean': g.mean(), 'std': g.std(), 'seeds': g.size()})
+    if baseline not in s.index: raise ValueError(f"baseline {baseline!r} is not among the variants: {', '.join(s.index)}")
+    b = s.loc[baseline]
+    s['diff'] = s['mean'] - b['mean']
+    s['se'] = np.sqrt(s['std']**2 / s['seeds'] + b['std']**2 / b['seeds'])
+    s['beyond_noise'] = (s['diff'].abs() > k * s['se']) & (s.index != baseline)
+    return s
 
 # %% ../nbs/10_lenet.ipynb #277fe7b4
 def _rng_state(ps):
@@ -214,6 +254,32 @@ class SPSA(torch.optim.Optimizer):
         for p, t, gh in zip(ps, theta, ghat): p.copy_(t - a_k * gh)
         return sum(seen) / len(seen)
 
+# %% ../nbs/10_lenet.ipynb #5e5585ca
+def spsa_grad_error(params:list, # the parameters (they are restored after every draw)
+                    loss:Callable, # closure: the loss at the current parameters (fixed data, no randomness)
+                    n_perturbs:tuple=(1, 4, 16), # perturbations averaged per estimate
+                    n_draws:int=20, # estimates per value of `n_perturbs`
+                    c:float=0.02, # perturbation size
+                    seed:int=0 # seed of the perturbations
+                   ) -> pd.DataFrame:
+    "One row per SPSA gradient estimate: its relative squared error against autograd's gradient, its cosine with it, and the (d-1)/n prediction."
+    ps = [p for p in params if p.requires_grad]
+    for p in ps: p.grad = None
+    loss().backward()
+    g = torch.cat([p.grad.flatten() for p in ps]); d = g.numel()
+    for p in ps: p.grad = None
+    theta, rows = [p.detach().clone() for p in ps], []
+    for n in n_perturbs:
+        for i in range(n_draws):
+            opt = SPSA(ps, a=1., c=c, A=0., n_perturb=n, seed=seed * 100_003 + n * 1_009 + i)   # a_1 = 1, c_1 = c
+            opt.step(loss)
+            with torch.no_grad():
+                gh = torch.cat([(t - p).flatten() for p, t in zip(ps, theta)])                  # theta_1 = theta_0 - g_hat
+                for p, t in zip(ps, theta): p.copy_(t)
+            rows.append(dict(n_perturb=n, draw=i, rel_sq_error=float(((gh - g)**2).sum() / (g**2).sum()),
+                             cosine=float(gh @ g / (gh.norm() * g.norm())), predicted=(d - 1) / n, params=d))
+    return pd.DataFrame(rows)
+
 # %% ../nbs/10_lenet.ipynb #2ecdc503
 class SPSACallback(Callback):
     "Train a fastai `Learner` with `SPSA`: each training batch makes one SPSA step instead of backward + optimiser step."
@@ -230,21 +296,34 @@ class SPSACallback(Callback):
 # %% ../nbs/10_lenet.ipynb #6bd6b013
 @dataclass(frozen=True)
 class SPSACfg:
-    "Hyperparameters of the SPSA-vs-backprop comparison."
-    epochs: int = 8        # passes over the 1,200 training digits; SGD and Adam have flattened by then
-    bs: int = 64           # batch size: about 19 steps per epoch
-    a: float = 0.05        # SPSA step-size scale; a short sweep on digits: 0.2 diverges, 0.02 barely moves
-    c: float = 0.02        # SPSA perturbation scale
-    A: float = 20.         # SPSA stability constant, about 10% of the steps of the full run
-    alpha: float = 0.602   # step-size decay exponent: Spall's practical choice
-    gamma: float = 0.101   # perturbation decay exponent: Spall's practical choice
-    n_perturb: int = 1     # perturbations averaged per step (two forward passes each)
-    sgd_lr: float = 0.05   # peak one-cycle learning rate of SGD (momentum 0.9)
-    adam_lr: float = 3e-3  # peak one-cycle learning rate of Adam
-    img_size: int = 32     # the digits are resized to 32x32 inside LeNet, as in the LeNet study
-    n_seeds: int = 1       # runs per optimiser, seeds `seed, seed+1, ...`
+    "Hyperparameters of the SPSA-vs-backprop comparison (the same number of steps for every optimiser)."
+    epochs: int = 2              # passes over the 1,200 training digits: 74 steps at bs=32
+    bs: int = 32                 # batch size: 37 steps per epoch (the last partial batch is dropped)
+    a: float = 0.05              # SPSA step-size scale: a_k = a / (k + A)^alpha
+    c: float = 0.02              # SPSA perturbation scale: c_k = c / k^gamma
+    A: float = 20.               # SPSA stability constant: damps the first steps
+    alpha: float = 0.602         # step-size decay exponent: Spall's practical choice
+    gamma: float = 0.101         # perturbation decay exponent: Spall's practical choice
+    n_perturbs: tuple = (1,)     # one SPSA variant per value: perturbations averaged per step (two forward passes each)
+    sgd_lr: float = 0.05         # peak one-cycle learning rate of SGD (momentum 0.9)
+    adam_lr: float = 3e-3        # peak one-cycle learning rate of Adam
+    img_size: int = 32           # the digits are resized to 32x32 inside LeNet, as in the LeNet study
+    n_seeds: int = 1             # runs per optimiser, seeds `seed, seed+1, ...`
 
-SPSA_PRESETS = {'smoke': SPSACfg(epochs=1), 'full': SPSACfg(n_seeds=3)}
+SPSA_PRESETS = {'smoke': SPSACfg(epochs=1, bs=64),
+                'full': SPSACfg(n_perturbs=(1, 4, 16), n_seeds=3)}
+
+class LossCurve(Callback):
+    "Keep the smoothed training loss after every step in `learn.loss_curve` (fastai's `recorder.losses` is cleared by `validate`)."
+    order = 60  # after the Recorder, which updates `smooth_loss`
+    def before_train(self):
+        if self.epoch == 0: self.learn.loss_curve = []
+    def after_batch(self):
+        if self.training: self.learn.loss_curve.append(float(self.learn.smooth_loss))
+
+def loss_curve(learn, dls) -> dict:
+    "`run`'s `extra` hook: the per-step curve that `LossCurve` kept."
+    return dict(loss_curve=list(getattr(learn, 'loss_curve', [])))
 
 def optimizer_study(data:ImageData, # image splits
                     cfg:SPSACfg=SPSACfg(), # the settings
@@ -252,27 +331,28 @@ def optimizer_study(data:ImageData, # image splits
                     seed:int=0, # seed of the first run
                     device=None # training device
                    ) -> pd.DataFrame:
-    "Train `model_fn` with SPSA, SGD and Adam on the same data; one row per run."
+    "Train `model_fn` with SPSA (one variant per `cfg.n_perturbs`), SGD and Adam for the same number of steps; one row per run."
     c = cfg
     fn = adapt(model_fn, data, c.img_size)
-    spsa = dict(a=c.a, c=c.c, A=c.A, alpha=c.alpha, gamma=c.gamma, n_perturb=c.n_perturb)
-    steps = lambda fwd, bwd: dict(forward_per_step=fwd, backward_per_step=bwd)
-    variants = {'SPSA': Variant(fn, cbs=lambda: [SPSACallback(**spsa)], cols=steps(1 + 2 * c.n_perturb, 0), opt='sgd', lr=0., one_cycle=False),
-                'SGD': Variant(fn, cols=steps(1, 1), opt='sgd', lr=c.sgd_lr),
-                'Adam': Variant(fn, cols=steps(1, 1), opt='adam', lr=c.adam_lr)}
+    spsa = dict(a=c.a, c=c.c, A=c.A, alpha=c.alpha, gamma=c.gamma)
+    steps = lambda n, fwd, bwd: dict(perturbations=n, forward_per_step=fwd, backward_per_step=bwd)
+    variants = {f'SPSA n={n}': Variant(fn, cbs=partial(lambda n: [SPSACallback(**spsa, n_perturb=n), LossCurve()], n),
+                                       cols=steps(n, 1 + 2 * n, 0), opt='sgd', lr=0., one_cycle=False) for n in c.n_perturbs}
+    variants |= {'SGD': Variant(fn, cbs=lambda: [LossCurve()], cols=steps(0, 1, 1), opt='sgd', lr=c.sgd_lr),
+                 'Adam': Variant(fn, cbs=lambda: [LossCurve()], cols=steps(0, 1, 1), opt='adam', lr=c.adam_lr)}
     dls = image_dls(data, bs=c.bs, augment='none', device=device, seed=seed)
-    return compare(variants, dls, epochs=c.epochs, seeds=tuple(range(seed, seed + c.n_seeds)), quiet=True)
+    return compare(variants, dls, epochs=c.epochs, seeds=tuple(range(seed, seed + c.n_seeds)), extra=loss_curve, quiet=True)
 
 @experiment('spsa-digits')
 def spsa_digits(dataset:str='digits', # only 'digits' (embedded)
                 epochs:int|None=None, # epochs per optimiser (default: the preset's)
-                scale:str|None=None, # 'smoke' (one epoch) or 'full' (8 epochs, three seeds)
+                scale:str|None=None, # 'smoke' (one epoch, SPSA with one perturbation) or 'full' (2 epochs, 1/4/16 perturbations, three seeds)
                 seed:int=0, # seed of the split and of the first run
                 cfg:SPSACfg|None=None, # explicit settings (default: `SPSA_PRESETS[scale]`)
                 info=None, cache=None, # unused: the digits are embedded
                 device=None # training device
                ) -> pd.DataFrame:
-    "Compare SPSA, SGD and Adam on LeNet and the digits data."
+    "Compare SPSA (1, 4, 16 perturbations per step), SGD and Adam on LeNet and the digits data."
     c = preset(SPSA_PRESETS, scale, cfg, epochs=epochs)
     return optimizer_study(load_images(dataset, seed=seed), c, seed=seed, device=device)
 
