@@ -23,9 +23,9 @@ from .experiments import *
 # %% auto #0
 __all__ = ['lenet_bn', 'lenet_dp', 'lenet_bndp', 'super_lenet', 'LENETS', 'LENET_PRESETS', 'LENET_TINY_PRESETS',
            'LENET_DIGITS_PRESETS', 'SPSA_PRESETS', 'REPORT_LENET_CIFAR10', 'init_kaiming_', 'LeNet', 'tiny_imagenet',
-           'LeNetCfg', 'adapt', 'train_subset', 'best_epoch', 'KeepBest', 'lenet_study', 'lenet_digits', 'seed_noise',
-           'SPSA', 'spsa_grad_error', 'SPSACallback', 'SPSACfg', 'LossCurve', 'loss_curve', 'optimizer_study',
-           'spsa_digits', 'lenet_cifar10', 'lenet_tinyimagenet']
+           'LeNetCfg', 'adapt', 'train_subset', 'best_epoch', 'lenet_study', 'lenet_digits', 'seed_noise', 'SPSA',
+           'spsa_grad_error', 'SPSACallback', 'SPSACfg', 'LossCurve', 'loss_curve', 'optimizer_study', 'spsa_digits',
+           'lenet_cifar10', 'lenet_tinyimagenet']
 
 # %% ../nbs/10_lenet.ipynb #7bcbb310
 def init_kaiming_(model:nn.Module, # any model; its Conv/Linear layers are re-initialised in place
@@ -150,12 +150,6 @@ def best_epoch(learn, dls) -> dict:
     h = learn.history
     return dict(best_epoch=int(h.epoch[h.valid_loss.idxmin()]) if len(h) else 0)
 
-class KeepBest(SaveModelCallback):
-    "fastai's `SaveModelCallback` on the validation loss, without its printed messages."
-    def __init__(self, fname:str): super().__init__(monitor='valid_loss', fname=fname)
-    def after_epoch(self):
-        with contextlib.redirect_stdout(io.StringIO()): super().after_epoch()
-
 def lenet_study(data:ImageData, # image splits (uint8), e.g. from `load_images`
                 cfg:LeNetCfg=LeNetCfg(), # what to train and how
                 seed:int=0, # seed of the first run (then seed+1, ... for `cfg.n_seeds`)
@@ -166,7 +160,7 @@ def lenet_study(data:ImageData, # image splits (uint8), e.g. from `load_images`
     if bad: raise ValueError(f"Unknown LeNet variant(s) {bad}; valid: {', '.join(LENETS)}")
     data = train_subset(data, cfg.n_train)
     dls = image_dls(data, bs=cfg.bs, augment=cfg.augment, device=device, seed=seed)
-    keep = (lambda: [KeepBest(f'lenet-best-{os.getpid()}')]) if cfg.save_best else None   # a file name of this process only
+    keep = (lambda: [SaveBest(monitor='valid_loss', fname='lenet-best')]) if cfg.save_best else None   # in the learner's private folder
     variants = {n: Variant(adapt(LENETS[n], data, cfg.img_size), cbs=keep, **(dict(wd=cfg.l2) if n == 'LeNet+L2' else {}))
                 for n in cfg.variants}
     return compare(variants, dls, epochs=cfg.epochs, seeds=tuple(range(seed, seed + cfg.n_seeds)), lr=cfg.lr, opt=cfg.opt,
