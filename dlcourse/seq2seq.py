@@ -381,7 +381,7 @@ def plot_seq2seq(df:pd.DataFrame # from `seq2seq_study`
     plt.tight_layout()
     return ax
 
-# %% ../nbs/22_seq2seq.ipynb #aab17e67
+# %% ../nbs/22_seq2seq.ipynb #6a8d5231
 @torch.no_grad()
 def attend(model:Seq2Seq, src:Tensor, # (S,) source ids of one sentence, no padding
            max_len:int=12 # most output words
