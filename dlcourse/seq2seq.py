@@ -25,8 +25,8 @@ from .text import Vocab, pad_batch
 __all__ = ['ENG_PREFIXES', 'SPECIALS', 'PAD_ID', 'UNK_ID', 'SOS_ID', 'EOS_ID', 'ATTENTIONS', 'SEQ2SEQ_PRESETS', 'load_pairs',
            'normalize', 'filter_pairs', 'split_pairs', 'build_vocabs', 'PairLoader', 'pair_dls', 'AdditiveAttention',
            'Seq2Seq', 'seq2seq_model', 'greedy_decode', 'beam_search', 'sequence_logprob', 'corpus_bleu', 'Seq2SeqCfg',
-           'seq2seq_kw', 'seq2seq_fn', 'train_seq2seq', 'translate_split', 'BLEUOnTest', 'seq2seq_study',
-           'plot_seq2seq']
+           'seq2seq_kw', 'seq2seq_fn', 'train_seq2seq', 'translate_split', 'BLEUOnTest', 'seq2seq_study', 'Kept',
+           'plot_seq2seq', 'attend', 'plot_attention', 'overlap_flags', 'retrieval_translate', 'bleu_by_group']
 
 # %% ../nbs/22_seq2seq.ipynb #d06e3893
 def load_pairs(dataset:str|object='eng-fra-tatoeba', # registry name or a fixture `DatasetInfo`
@@ -265,8 +265,8 @@ def corpus_bleu(hyps:list[str], # system translations, one per sentence
 # %% ../nbs/22_seq2seq.ipynb #3997c8f0
 @dataclass(frozen=True)
 class Seq2SeqCfg:
-    "Hyperparameters of the translation study (the full preset: the CPU run, about 3 minutes per model on one thread)."
-    models:tuple = ('gru', 'lstm', 'gru-attn')  # names for `seq2seq_model`, trained with the same settings and seed
+    "Hyperparameters of the translation study (the full preset: the CPU run, early-stopped, up to about 10 minutes per model on one thread)."
+    models:tuple = ('gru', 'gru-attn')  # names for `seq2seq_model`, trained with the same settings and seed
     filtered:bool = True   # the tutorial filter (< 10 words, English prefixes); False: every pair
     max_pairs:int|None = None  # cap on the number of pairs after a seeded shuffle (None: all)
     emb:int = 128          # embedding width (the report used 256; halved to fit the CPU budget)
@@ -274,20 +274,23 @@ class Seq2SeqCfg:
     p:float = 0.1          # dropout
     tf_ratio:float = 0.5   # teacher forcing ratio (the PyTorch tutorial's)
     bs:int = 64            # pairs per batch
-    lr:float = 5e-3        # one-cycle peak learning rate (AdamW)
+    lr:float = 2e-3        # learning rate (AdamW; constant unless `one_cycle`)
+    one_cycle:bool = False # one-cycle schedule over `epochs` (else a constant rate, so early stopping can end training)
+    patience:int|None = 2  # stop after this many epochs without a better validation loss, keep the best epoch's weights (None: train all epochs)
     wd:float = 0.01        # decoupled weight decay
     clip:float = 1.0       # gradient-norm clipping
-    epochs:int = 6         # passes over the training pairs (a CPU budget, not convergence)
+    epochs:int = 8         # most passes over the training pairs (the CPU budget; early stopping usually ends sooner)
     beam:int = 5           # beam width
     max_len:int = 12       # most decoded words (the filter keeps fewer than 10)
 
-SEQ2SEQ_PRESETS = {'smoke': Seq2SeqCfg(emb=32, hidden=32, bs=16, lr=1e-2, epochs=4, beam=3),  # 270 fixture pairs: 17 batches an epoch
+SEQ2SEQ_PRESETS = {'smoke': Seq2SeqCfg(emb=32, hidden=32, bs=16, lr=1e-2, one_cycle=True, patience=None, epochs=4, beam=3),  # 270 fixture pairs: 17 batches an epoch
                    'full': Seq2SeqCfg()}
 
 def seq2seq_kw(cfg:Seq2SeqCfg # hyperparameters
               ) -> dict:
-    "The `run`/`compare` arguments of every translation model: AdamW, clipping, the padded-token loss, nats per token."
-    return dict(epochs=cfg.epochs, lr=cfg.lr, opt='adamw', wd=cfg.wd, clip=cfg.clip, loss_func=lm_loss, metrics=[TokenNLL()])
+    "The `run`/`compare` arguments of every translation model: AdamW, clipping, the padded-token loss, nats per token, early stopping."
+    return dict(epochs=cfg.epochs, lr=cfg.lr, one_cycle=cfg.one_cycle, opt='adamw', wd=cfg.wd, clip=cfg.clip, loss_func=lm_loss,
+                metrics=[TokenNLL()], patience=cfg.patience, save_best=bool(cfg.patience))
 
 def seq2seq_fn(name:str, # model name for `seq2seq_model`
                dls:DataLoaders, # from `pair_dls` (its vocabularies give the sizes)
@@ -318,14 +321,14 @@ def translate_split(model:Seq2Seq, dl:PairLoader, # the split's loader (its pair
     return pd.DataFrame(rows)
 
 class BLEUOnTest:
-    "`run`'s `extra=`: translate `dls.test` greedily and with beam search; BLEU columns, the translations kept in `.examples`."
+    "`run`'s `extra=`: translate `dls.test` greedily and with beam search; BLEU columns, the translations kept in `.examples`, the models in `.models`."
     def __init__(self, beam:int=5, # beam width
                  max_len:int=12): # most decoded words
-        self.beam, self.max_len, self.examples, self.signature = beam, max_len, [], None
+        self.beam, self.max_len, self.examples, self.models, self.signature = beam, max_len, [], [], None
     def __call__(self, learn, dls) -> dict:
         with Timer() as t: tr = translate_split(learn.model, dls.test, self.beam, self.max_len)
         (greedy, self.signature), (beam, _) = (corpus_bleu(list(tr[k]), list(tr.reference)) for k in ('greedy', 'beam'))
-        self.examples.append(tr)
+        self.examples.append(tr); self.models.append(learn.model)
         return dict(test_bleu=greedy, test_bleu_beam=beam, decode_seconds=t.seconds)
 
 # %% ../nbs/22_seq2seq.ipynb #270ea39a
@@ -351,17 +354,25 @@ def seq2seq_study(dataset:str='eng-fra-tatoeba', # the registered Tatoeba pairs
     bleu = BLEUOnTest(c.beam, c.max_len)
     df = compare({name: Variant(seq2seq_fn(name, dls, c)) for name in c.models}, dls, seeds=(seed,), extra=bleu, **seq2seq_kw(c))
     df = df.assign(n_pairs=len(pairs), n_train=len(splits['train']), n_test=len(splits['test']), src_vocab=len(sv), tgt_vocab=len(tv))
-    df.attrs.update(signature=bleu.signature, examples=dict(zip(df.name, bleu.examples)), config=asdict(c))
+    df.attrs.update(signature=bleu.signature, examples=dict(zip(df.name, bleu.examples)), config=asdict(c),
+                    kept=Kept(models=dict(zip(df.name, bleu.models)), splits=splits, vocabs=(sv, tv)))
     return df
+
+class Kept(dict):
+    "A dict that `copy.deepcopy` shares instead of copying, so trained models and data can ride in a frame's `attrs` cheaply."
+    def __deepcopy__(self, memo): return self
 
 def plot_seq2seq(df:pd.DataFrame # from `seq2seq_study`
                 ):
-    "Validation nats/token per epoch of each model, and test BLEU (greedy vs beam)."
+    "Train and validation nats/token per epoch of each model (the kept epoch circled), and test BLEU (greedy vs beam)."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(6.8, 3))
+    from dlcourse.style import figsize, epoch_axis
+    fig, ax = plt.subplots(1, 2, figsize=figsize(2, 3))
     for i, (name, h) in enumerate(df.attrs['history'].groupby('name', sort=False)):
-        ax[0].plot(h.epoch, h.train_loss, '--', color=f'C{i}', alpha=.7); ax[0].plot(h.epoch, h.nats, '-o', ms=3, color=f'C{i}', label=name)
-    ax[0].set(xlabel='epoch', ylabel='nats/token', title='loss (dashed: train, solid: valid)'); ax[0].legend(fontsize=8)
+        ep = h.epoch
+        ax[0].plot(ep, h.train_loss, '--', color=f'C{i}', alpha=.7); ax[0].plot(ep, h.nats, '-o', ms=3, color=f'C{i}', label=name)
+        b = int(h.nats.values.argmin()); ax[0].plot(ep.iloc[b], h.nats.iloc[b], 'o', ms=9, mfc='none', color=f'C{i}')
+    ax[0].set(ylabel='nats per token', title='dashed: train, solid: valid'); epoch_axis(ax[0]); ax[0].legend(fontsize=8)
     x = np.arange(len(df)); ax[1].bar(x - 0.2, df.test_bleu, 0.4, label='greedy')
     ax[1].bar(x + 0.2, df.test_bleu_beam, 0.4, label=f"beam {df.attrs['config']['beam']}")
     for i, (a, b) in enumerate(zip(df.test_bleu, df.test_bleu_beam)):
@@ -369,3 +380,77 @@ def plot_seq2seq(df:pd.DataFrame # from `seq2seq_study`
     ax[1].set_xticks(x, df.name); ax[1].set(ylabel='test BLEU', title='corpus BLEU on held-out pairs'); ax[1].legend(fontsize=8)
     plt.tight_layout()
     return ax
+
+# %% ../nbs/22_seq2seq.ipynb #6a8d5231
+@torch.no_grad()
+def attend(model:Seq2Seq, src:Tensor, # (S,) source ids of one sentence, no padding
+           max_len:int=12 # most output words
+          ) -> tuple[list[int], Tensor]:
+    "Greedy translation of one sentence (ids, without `<eos>`) and the attention weights (steps, S); the last step wrote `<eos>` when it ended."
+    if model.attn is None: raise ValueError("the model has no attention decoder (use a '-attn' model)")
+    was = model.training; model.eval()
+    enc_out, state, mask = model.encode(src.view(1, -1))
+    tok, out, ws = torch.full((1,), SOS_ID, device=src.device), [], []
+    for _ in range(max_len):
+        lg, state, w = model.step(tok, state, enc_out, mask)
+        ws.append(w[0].float().cpu()); tok = lg.argmax(-1)
+        if tok.item() == EOS_ID: break
+        out.append(tok.item())
+    model.train(was)
+    return out, torch.stack(ws)
+
+def plot_attention(model:Seq2Seq, french:list[str], # normalised French sentences (2 or 3 fit a page)
+                   src_vocab:Vocab, tgt_vocab:Vocab, max_len:int=12):
+    "Heat maps of the attention weights of `model` translating each sentence greedily."
+    import matplotlib.pyplot as plt
+    from dlcourse.style import figsize
+    dev = next(model.parameters()).device
+    fig, axs = plt.subplots(1, len(french), figsize=figsize(len(french), 3.4), squeeze=False, layout='constrained')
+    for k, (ax, f) in enumerate(zip(axs[0], french)):
+        out, w = attend(model, torch.tensor(src_vocab.encode(f.split()), device=dev), max_len)
+        ys = (tgt_vocab.decode(out) + ['<eos>'])[:len(w)]
+        im = ax.imshow(w.numpy(), cmap='Greys', vmin=0, vmax=1, aspect='auto')
+        ax.set_xticks(range(w.shape[1]), f.split(), rotation=90, fontsize=7); ax.set_yticks(range(len(ys)), ys, fontsize=7)
+        ax.set_xlabel('French source word')
+        if k == 0: ax.set_ylabel('English output word')
+    fig.colorbar(im, ax=axs[0].tolist(), shrink=0.8, label='attention weight (0-1)')
+    return axs[0]
+
+def overlap_flags(train:list[tuple[str, str]], # (english, french) training pairs
+                  test:list[tuple[str, str]] # (english, french) test pairs
+                 ) -> pd.DataFrame:
+    "Per test pair: English seen in training exactly (`english_seen`), within one word edit (`english_near`), French seen, pair seen."
+    full = {tuple(e.split()) for e, _ in train}
+    dele, sub = set(), set()
+    for w in full:
+        for i in range(len(w)): dele.add(w[:i] + w[i + 1:]); sub.add(w[:i] + ('\0',) + w[i + 1:])
+    def near(w):  # equal, one word inserted, deleted or substituted
+        return w in full or w in dele or any(w[:i] + w[i + 1:] in full or w[:i] + ('\0',) + w[i + 1:] in sub for i in range(len(w)))
+    fr, pairs = {f for _, f in train}, set(train)
+    return pd.DataFrame([dict(english_seen=tuple(e.split()) in full, english_near=near(tuple(e.split())), french_seen=f in fr,
+                              pair_seen=(e, f) in pairs) for e, f in test])
+
+def retrieval_translate(train:list[tuple[str, str]], # (english, french) training pairs
+                        french:list[str] # sentences to translate
+                       ) -> list[str]:
+    "The no-network baseline: for each sentence, the English of the training pair whose French has the highest word-set Jaccard similarity."
+    from sklearn.feature_extraction.text import CountVectorizer
+    cv = CountVectorizer(binary=True, token_pattern=r'\S+', lowercase=False)
+    a = cv.fit_transform([f for _, f in train]); b = cv.transform(french)
+    inter = (b @ a.T).toarray()                                          # (n, n_train) shared words
+    na, nb = np.asarray(a.sum(1)).ravel(), np.asarray(b.sum(1)).ravel()
+    jac = inter / np.maximum(nb[:, None] + na[None] - inter, 1)
+    return [train[j][0] for j in jac.argmax(1)]
+
+def bleu_by_group(hyps:dict[str, list[str]], # system name -> translations of the test pairs
+                  refs:list[str], # the references
+                  flags:pd.DataFrame # from `overlap_flags`: one row per test pair
+                 ) -> pd.DataFrame:
+    "Corpus BLEU of every system on all test pairs, on those whose English was seen in training, and on the unseen ones."
+    seen = flags.english_seen.to_numpy()
+    pick = lambda xs, m: [x for x, k in zip(xs, m) if k]
+    rows = []
+    for name, h in hyps.items():
+        rows.append(dict(system=name, all=corpus_bleu(h, refs)[0], seen=corpus_bleu(pick(h, seen), pick(refs, seen))[0] if seen.any() else float('nan'),
+                         unseen=corpus_bleu(pick(h, ~seen), pick(refs, ~seen))[0] if (~seen).any() else float('nan')))
+    return pd.DataFrame(rows).set_index('system')
