@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_word_lm.ipynb #570c36f0
 from __future__ import annotations
-import math
+import math, io, contextlib
 from collections import Counter
 from dataclasses import dataclass, asdict, replace
 from functools import partial
@@ -108,7 +108,7 @@ class WordLMCfg:
     lr:float = 3e-3      # constant learning rate (AdamW): early stopping, not a schedule, decides the length
     wd:float = 0.01      # decoupled weight decay
     clip:float = 0.5     # gradient-norm clipping, the usual guard against exploding RNN gradients
-    epochs:int = 8       # the most epochs a model may train (the same budget for every model)
+    epochs:int = 14      # the most epochs a model may train (the same budget for every model)
     patience:int = 2     # stop after this many epochs without a lower validation loss; the best epoch's weights are kept
     full_wikitext:bool = True  # WikiText-2: try the official zip (with the train split) first; False: train on the valid split
     prompt:str = 'think about'  # the generation prompt (the report's)
@@ -242,7 +242,8 @@ def word_lm_study(dataset:str='tinyshakespeare', # 'tinyshakespeare' or 'wikitex
     variants = {'unigram': Variant(partial(UnigramLM, len(vocab)), fit=fit_counts, cols=dict(dataset=corpus)),
                 lstm_name(c): Variant(partial(word_lstm, len(vocab), c), **lstm),
                 lstm_name(c, wide=True): Variant(partial(word_lstm, len(vocab), c, True), **lstm)}
-    df = compare(variants, dls, seeds=(seed,), extra=extra, verbose=False, **word_lm_kw(c))
+    with contextlib.redirect_stdout(io.StringIO()):  # fastai's early-stopping notice is not a result
+        df = compare(variants, dls, seeds=(seed,), extra=extra, verbose=False, **word_lm_kw(c))
     df = df.assign(trained_on=used['train'], valid_split=used['valid'], test_split=used['test'], train_tokens=len(ids['train']),
                    vocab=len(vocab), unk_rate_test=float((ids['test'] == vocab.stoi[UNK]).float().mean()))
     df.attrs.update(history=df.attrs['history'].infer_objects(),  # the counting model's empty history made it `object`
