@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_beyond_one_machine.ipynb #b2d2483b
 from __future__ import annotations
-import os, sys, time, argparse, tempfile
+import os, sys, time, json, argparse, tempfile
 from functools import partial
 from pathlib import Path
 import pandas as pd, torch
@@ -27,7 +27,8 @@ def probe(argv:list[str]|None=None) -> int:
         dls = image_dls(load_images('digits'), bs=a.bs, augment=None, device='cpu', seed=0)
         row, learn = run(partial(mlp, hidden=(a.hidden, a.hidden)), dls, epochs=a.epochs, lr=a.lr, quiet=True, eval_train=False)
     rank, n = world()
-    torch.save(dict(w=[q.detach() for q in learn.model.parameters()], row=row), Path(a.out)/f'rank{rank}.pt')
+    torch.save([q.detach() for q in learn.model.parameters()], Path(a.out)/f'rank{rank}.pt')   # weights: tensors only
+    (Path(a.out)/f'rank{rank}.json').write_text(json.dumps(row, default=lambda v: v.item() if hasattr(v, 'item') else str(v)))   # the row: plain JSON
     return 0
 
 def ddp_measure(runs:list[tuple]=((1, 'global'), (2, 'global'), (2, 'per_rank')), # (processes, batch rule) per launch; the first is the reference
@@ -42,7 +43,7 @@ def ddp_measure(runs:list[tuple]=((1, 'global'), (2, 'global'), (2, 'per_rank'))
         t0 = time.perf_counter()
         launch(nproc, [str(d), '--batch', rule, '--bs', str(bs), '--epochs', str(epochs), '--hidden', str(hidden)], target='dlcourse.beyond')
         wall = time.perf_counter() - t0
-        ranks = [torch.load(d/f'rank{r}.pt', weights_only=False) for r in range(nproc)]
+        ranks = [dict(w=torch.load(d/f'rank{r}.pt', weights_only=True), row=json.loads((d/f'rank{r}.json').read_text())) for r in range(nproc)]
         w = ranks[0]['w']; ref = ref or w
         diff = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a, b))
         r0 = ranks[0]['row']

@@ -81,7 +81,7 @@ def _predict(run_dir:str, inputs:list[str]) -> None:
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `dlcourse` command; returns the exit status."
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ['sweep']: return _sweep(argv[1:])        # `dlcourse sweep` has its own options (see `dlcourse.sweep.main`)
+    if argv[:1] == ['sweep']: return _sweep(argv[1:])        # `dlcourse sweep` has its own options (see `dlcourse.sweep.sweep_main`)
     from dlcourse.data import DATASETS, fetch, DownloadError, data_dir
     a = None
     try:
@@ -142,6 +142,6 @@ def _seed_arg(s:str) -> int:
 
 # %% ../nbs/09_cli.ipynb #65d5dcab
 def _sweep(argv:list[str]) -> int:
-    "`dlcourse sweep ...`: hand over to `dlcourse.sweep.main` (imports torch, fastai and Optuna only now)."
-    from dlcourse.sweep import main as sweep_main
+    "`dlcourse sweep ...`: hand over to `dlcourse.sweep.sweep_main` (imports torch, fastai and Optuna only now)."
+    from dlcourse.sweep import sweep_main
     return sweep_main(argv)

@@ -16,7 +16,7 @@ import argparse, subprocess
 from .core import *
 
 # %% auto #0
-__all__ = ['BATCH_RULES', 'world', 'RankShard', 'ScaleLR', 'data_parallel', 'launch_cmd', 'launch', 'main']
+__all__ = ['BATCH_RULES', 'world', 'RankShard', 'ScaleLR', 'data_parallel', 'launch_cmd', 'launch', 'distrib_main']
 
 # %% ../nbs/07_distrib.ipynb #ea70bd5f
 BATCH_RULES = ('global', 'per_rank')
@@ -124,7 +124,7 @@ def launch(nproc:int=2, args:list[str]|None=None, target:str='dlcourse.distrib',
     return r
 
 # %% ../nbs/07_distrib.ipynb #3c59b1bd
-def main(argv:list[str]|None=None) -> int:
+def distrib_main(argv:list[str]|None=None) -> int:
     "Every rank of `torchrun ... -m dlcourse.distrib EXPERIMENT [options]`: the experiment, data-parallel; rank 0 prints and writes."
     p = argparse.ArgumentParser(prog='python -m dlcourse.distrib', description='Train a registered experiment data-parallel (start it with torchrun or accelerate launch).')
     p.add_argument('experiment'); p.add_argument('--dataset', default=None); p.add_argument('--epochs', type=int, default=None)
@@ -144,4 +144,4 @@ def main(argv:list[str]|None=None) -> int:
 
 # %% ../nbs/07_distrib.ipynb #c0f213fc
 #| eval: false
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__': sys.exit(distrib_main())

@@ -24,7 +24,7 @@ from .resnet import ResNet
 # %% auto #0
 __all__ = ['INITS', 'DEEP_SCHEMES', 'SCHEMES', 'INIT_PRESETS', 'INIT_TINY_PRESETS', 'INIT_DIGITS_PRESETS', 'REPORT_INIT_CIFAR10',
            'REPORT_INIT_TINY', 'model_act', 'init_model', 'with_init', 'deep_mlp', 'layer_stats', 'deep_init',
-           'signal_table', 'plot_signal', 'DeepInitCfg', 'train_subset', 'deep_init_study', 'deep_summary',
+           'signal_table', 'plot_signal', 'DeepInitCfg', 'random_subset', 'deep_init_study', 'deep_summary',
            'deep_reading', 'expected_initial_loss', 'initial_loss_check', 'InitStats', 'InitCfg', 'init_study',
            'plot_hockey', 'plot_layer_stats', 'first_batch_loss', 'init_digits', 'init_cifar10', 'init_tinyimagenet']
 
@@ -204,7 +204,7 @@ class DeepInitCfg:
     n_train: int|None = None              # a seeded subset of the training images (None: all of them)
     seeds: tuple = (0, 1, 2)              # one run per seed and variant: the spread from seeds
 
-def train_subset(data:ImageData, # image splits
+def random_subset(data:ImageData, # image splits
                  n:int|None, # training images to keep (None: all)
                  seed:int=0 # seed of the choice
                 ) -> ImageData:
@@ -218,7 +218,7 @@ def deep_init_study(data:ImageData, # image splits
                     device=None # training device
                    ) -> pd.DataFrame:
     "Train a plain `deep_mlp` once per (activation, scheme, seed) with the same budget; one row per run."
-    data = train_subset(data, cfg.n_train)
+    data = random_subset(data, cfg.n_train)
     dls = image_dls(data, bs=cfg.bs, augment='none', device=device, seed=0)
     xb = dls.train.one_batch()[0]   # LSUV's calibration batch (the same for every run)
     variants = {}

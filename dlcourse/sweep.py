@@ -15,7 +15,7 @@ from .experiments import EXPERIMENTS, load_experiment
 # %% auto #0
 __all__ = ['SAMPLERS', 'STUDY_PRESETS', 'parse_space', 'grid_points', 'suggest', 'apply_params', 'study_presets', 'TrialPruning',
            'every_learner', 'objective', 'storage', 'make_sampler', 'open_study', 'remaining', 'work', 'results',
-           'sweep', 'plot_heatmap', 'save_sweep', 'main']
+           'sweep', 'plot_heatmap', 'save_sweep', 'sweep_main']
 
 # %% ../nbs/08_sweep.ipynb #d1632c6c
 SAMPLERS = ('grid', 'random', 'tpe')
@@ -285,7 +285,7 @@ def save_sweep(study, df:pd.DataFrame, out:str|Path):
     if len(ps) >= 2: plot_heatmap(df, ps[0], ps[1]); plt.savefig(out/'heatmap.png', dpi=100); plt.close('all')
 
 # %% ../nbs/08_sweep.ipynb #bb76ab85
-def main(argv:list[str]|None=None) -> int:
+def sweep_main(argv:list[str]|None=None) -> int:
     "`dlcourse sweep` (and `python -m dlcourse.sweep`): run or join a sweep; returns the exit status."
     import argparse
     p = argparse.ArgumentParser(prog='dlcourse sweep', description='Run a registered experiment as an Optuna study.')
@@ -317,4 +317,4 @@ def main(argv:list[str]|None=None) -> int:
 
 # %% ../nbs/08_sweep.ipynb #fffad74f
 #| eval: false
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__': sys.exit(sweep_main())

@@ -26,7 +26,7 @@ from .char_lm import RNNLM, lm_model, evaluate_lm, generate, fit_counts
 # %% auto #0
 __all__ = ['EOS', 'UNK', 'WORD_LM_PRESETS', 'PROBE_WORDS', 'shakespeare_lines', 'wikitext_lines', 'split_lines', 'word_vocab',
            'encode_lines', 'corpus_dls', 'UnigramLM', 'WordLMCfg', 'word_lstm', 'lstm_name', 'word_lm_kw',
-           'early_stop_kw', 'train_word_lm', 'continue_text', 'neighbours', 'corpus_splits', 'word_lm_study',
+           'early_stop_kw', 'train_word_lm', 'continue_text', 'lm_neighbours', 'corpus_splits', 'word_lm_study',
            'plot_word_lm']
 
 # %% ../nbs/21_word_lm.ipynb #334416e0
@@ -169,7 +169,7 @@ def continue_text(model:nn.Module, # a word LM
 # %% ../nbs/21_word_lm.ipynb #03fa4b35
 PROBE_WORDS = ('king', 'love', 'lord', 'night', 'good', 'death', 'sir', 'thou')  # words whose neighbours the study lists
 
-def neighbours(model:nn.Module, # a word LM with an `emb` embedding layer
+def lm_neighbours(model:nn.Module, # a word LM with an `emb` embedding layer
                vocab:Vocab, # its vocabulary
                words:tuple=PROBE_WORDS, # probe words (those not in `vocab` are skipped)
                k:int=5 # neighbours per word
@@ -234,7 +234,7 @@ def word_lm_study(dataset:str='tinyshakespeare', # 'tinyshakespeare' or 'wikitex
     ids = {k: encode_lines(v, vocab) for k, v in lines.items()}
     dls = corpus_dls(ids, vocab, c.bs, c.bptt, device)
     def extra(learn, dls):
-        nb = neighbours(learn.model, vocab) if hasattr(learn.model, 'emb') else {}
+        nb = lm_neighbours(learn.model, vocab) if hasattr(learn.model, 'emb') else {}
         return dict(best_epoch=_best_epoch(learn.history),
                     text=continue_text(learn.model, vocab, c.prompt, 30, seed=seed, split=corpus == 'wikitext-2'),
                     neighbours='; '.join(f"{w}: {', '.join(v)}" for w, v in nb.items()))

@@ -9,7 +9,7 @@ from dlcourse.train import run, mlp
 PROBE = '''
 import os, sys, torch
 from functools import partial
-from dlcourse.distrib import data_parallel, world, main
+from dlcourse.distrib import data_parallel, world, distrib_main
 from dlcourse.images import image_dls, load_images
 from dlcourse.train import run, mlp
 out = sys.argv[1]
@@ -18,7 +18,7 @@ with data_parallel(cpu=True, batch=sys.argv[2]):
     row, learn = run(partial(mlp, hidden=(32,)), dls, epochs=2, lr=3e-3, quiet=True)
 rank, n = world()
 torch.save(dict(w=[p.detach() for p in learn.model.parameters()], row=row), f'{out}/rank{rank}.pt')
-main(['mlp-digits', '--epochs', '1', '--out', f'{out}/cli'])   # the launcher for a registered experiment
+distrib_main(['mlp-digits', '--epochs', '1', '--out', f'{out}/cli'])   # the launcher for a registered experiment
 '''
 
 @pytest.fixture(scope='module')
