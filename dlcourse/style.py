@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, re
 
 # %% auto #0
-__all__ = ['FLAGS', 'FIG_W', 'DPI', 'asked_flags', 'cell_flags', 'missing_flags', 'skip_message', 'guard', 'figsize',
+__all__ = ['FLAGS', 'FIG_W', 'DPI', 'asked_flags', 'cell_flags', 'missing_flags', 'skip_message', 'guard', 'kit_scale', 'figsize',
            'epoch_axis', 'bar_ylim', 'use_style', 'short_device', 'tidy', 'load_ipython_extension',
            'unload_ipython_extension']
 
@@ -64,6 +64,13 @@ def guard(lines:list[str] # a cell's source lines (an IPython `input_transformer
     if not miss: return lines
     # shown as a plain-text display, not printed: a cell ending in `;` would hide a print under execnb
     return [f"__import__('IPython').display.display({{'text/plain': {skip_message(lines, miss)!r}}}, raw=True)\n"]
+
+# %% ../nbs/00b_style.ipynb #9c53d312
+def kit_scale(env:dict|None=None # the environment (default: `os.environ`)
+             ) -> str:
+    "The scale of a `#| gpu` cell: 'full', or 'smoke' in the GPU kit's CPU rehearsal (`DLCOURSE_DRY_RUN` set)."
+    env = env if env is not None else os.environ
+    return 'smoke' if env.get('DLCOURSE_DRY_RUN', '').strip() not in ('', '0') else 'full'
 
 # %% ../nbs/00b_style.ipynb #3f1afc25
 FIG_W, DPI = 6.8, 100  # inches, dots per inch: 680 px, the width of the text column
