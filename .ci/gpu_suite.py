@@ -274,7 +274,7 @@ def dry_venv(dest:Path=GPU/'dryrun-venv') -> Path:
             src = base/t
             if src.exists() and not (links/t).exists() and t not in ('bin', '__pycache__'): (links/t).symlink_to(src); n += 1
     (site/'machine.pth').write_text(str(links) + '\n')
-    kit_site = dest/'kit-site'
+    kit_site = GPU/'dryrun-site'   # kept between dry runs while the wheels are the same (a marker lists them)
     install_wheels(kit_site, python=sys.executable)   # pip of this environment installs into the target folder
     (site/'kit.pth').write_text(str(kit_site) + '\n')
     return py
