@@ -148,6 +148,18 @@ def gpu_lock(shared:bool):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+GATE = GPU/'gate'   # one file per notebook whose exclusive cells have not run yet; shared cells wait for it to be empty
+
+def close_gate(stems):
+    if GATE.exists(): shutil.rmtree(GATE)
+    GATE.mkdir(parents=True)
+    for s in stems: (GATE/s).touch()
+
+def open_gate(stem): (GATE/stem).unlink(missing_ok=True)
+
+def wait_gate(deadline:float, me:str=''):
+    while GATE.exists() and any(f.name != me for f in GATE.iterdir()) and time.time() < deadline - 30: time.sleep(1)
+
 class KitTimeout(Exception): pass
 
 @contextlib.contextmanager
@@ -218,6 +230,7 @@ def worker(nb_path:Path, out:Path, deadline:float, dry:bool):
             if left < 10:
                 e['status'] = 'no time'; write_json(dest, res); log(f"cell {i}: no time left"); continue
             log(f"cell {i}: waiting for the GPU ({'shared' if e['shared'] else 'exclusive'})")
+            if e['shared']: wait_gate(deadline, nb_path.stem)   # the timed (exclusive) cells of every notebook go first
             with gpu_lock(e['shared']):
                 log(f"cell {i}: running (budget {e['budget']:.0f} s)")
                 t = time.time()
@@ -232,6 +245,7 @@ def worker(nb_path:Path, out:Path, deadline:float, dry:bool):
             e['outputs'] = [dict(o) for o in cell.get('outputs', [])]
             write_json(dest, res)
             log(f"cell {i}: {e['status']} in {e['seconds']} s")
+            if not any(not entry[j]['shared'] for j in todo if j > i): open_gate(nb_path.stem)
     res['finished'] = time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())
     write_json(dest, res)
     return 0
@@ -334,6 +348,11 @@ def main(argv=None):
         line = f"[suite {time.time() - T0:5.0f}s] {m}"; print(line, flush=True); logf.write(line + '\n'); logf.flush()
     say(f"{len(order)} notebooks, {sum(s['on'] for c in found.values() for _, _, s in c)} kit cells, deadline {a.deadline:.0f} s"
         f"{' (dry run)' if a.dry_run else ''}")
+    close_gate([p.stem for p in order if any(s['on'] and not s['shared'] for _, _, s in found[p])])
+    if not a.dry_run:   # decode the staged CIFAR-10 copy once, before the notebooks' processes want it
+        t = time.time()
+        r = subprocess.run([py, '-c', "from dlcourse.images import decoded_images; decoded_images('cifar10-jpeg')"], env=env, cwd=ROOT)
+        say(f"decoded cifar10-jpeg in {time.time() - t:.0f} s (exit {r.returncode})")
     running, pending, rcs = {}, list(order), {}
     while pending or running:
         while pending and len(running) < jobs:
@@ -342,7 +361,8 @@ def main(argv=None):
                                           stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
             say(f"started {p.name}")
         for p, proc in list(running.items()):
-            if proc.poll() is not None: rcs[p.name] = proc.returncode; del running[p]; say(f"{p.name}: exit {proc.returncode}")
+            if proc.poll() is not None:
+                rcs[p.name] = proc.returncode; del running[p]; open_gate(p.stem); say(f"{p.name}: exit {proc.returncode}")
         if time.time() > deadline:
             for p, proc in running.items():
                 with contextlib.suppress(ProcessLookupError): os.killpg(proc.pid, signal.SIGKILL)

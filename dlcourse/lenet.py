@@ -25,7 +25,8 @@ __all__ = ['lenet_bn', 'lenet_dp', 'lenet_bndp', 'super_lenet', 'LENETS', 'LENET
            'LENET_DIGITS_PRESETS', 'SPSA_PRESETS', 'REPORT_LENET_CIFAR10', 'init_kaiming_', 'LeNet', 'tiny_imagenet',
            'LeNetCfg', 'adapt', 'train_subset', 'best_epoch', 'lenet_study', 'lenet_digits', 'seed_noise', 'SPSA',
            'spsa_grad_error', 'SPSACallback', 'SPSACfg', 'LossCurve', 'loss_curve', 'optimizer_study', 'spsa_digits',
-           'lenet_cifar10', 'lenet_tinyimagenet']
+           'lenet_cifar10', 'lenet_tinyimagenet', 'importable', 'in_processes', 'study_in_processes',
+           'lenet_cifar10_concurrent']
 
 # %% ../nbs/10_lenet.ipynb #7bcbb310
 def init_kaiming_(model:nn.Module, # any model; its Conv/Linear layers are re-initialised in place
@@ -389,3 +390,53 @@ REPORT_LENET_CIFAR10 = pd.DataFrame([  # the report's Table 1 (RTX A6000, 200 ep
     ('SuperLeNet', 71.38, 66.32, 66.00, 1592.60, 1.79, 62_458)],
     columns=['name', 'train_acc', 'valid_acc', 'test_acc', 'seconds', 'gpu_mem_gb', 'params']).assign(
     source='report Table 1 (RTX A6000, 200 epochs)')
+
+# %% ../nbs/10_lenet.ipynb #ef490a3d
+def _call(fn, kw): return fn(**kw)
+
+def importable(fn:Callable) -> Callable:
+    "`fn`, or the library's function of that name when `fn` was defined in a notebook (another process can't import `__main__`)."
+    if getattr(fn, '__module__', None) != '__main__': return fn
+    import importlib
+    from dlcourse._modidx import d
+    mod = next((m for m, syms in d['syms'].items() if f"{m}.{fn.__qualname__}" in syms), None)
+    if mod is None: raise ValueError(f"{fn.__qualname__} is defined in this notebook only: another process can't import it")
+    return getattr(importlib.import_module(mod), fn.__qualname__)
+
+def in_processes(fn:Callable, # a module-level function (a spawned process imports it by name)
+                 kwargs:list, # one call per dict of keyword arguments
+                 n_procs:int|None=None # processes at once (default: one per call, at most the number of CPUs)
+                ) -> list:
+    "`[fn(**kw) for kw in kwargs]`, each call in its own spawned process, side by side; the results in order."
+    import multiprocessing as mp
+    n = n_procs or max(1, min(len(kwargs), os.cpu_count() or 1))
+    with mp.get_context('spawn').Pool(n) as pool:   # leaving the block (an error, a time limit) terminates the processes
+        return pool.starmap(importable(_call), [(importable(fn), kw) for kw in kwargs])
+
+def study_in_processes(fn:Callable, # an experiment of the contract (`dataset`, `scale`, `seed`, `cfg`, `info`, `cache`)
+                       dataset:str, # its dataset
+                       scale:str|None, # 'smoke' or 'full'
+                       cfgs:list, # one config per process, e.g. one variant each
+                       seed:int=0, # seed of the split and of the runs
+                       n_procs:int|None=None, # processes at once (default: one per config, at most the CPUs)
+                       cache=None # dataset cache folder
+                      ) -> pd.DataFrame:
+    "Run experiment `fn` once per config of `cfgs`, each in its own process, side by side; the rows stacked (`concat_runs`)."
+    src, cache, _ = study_data(dataset, scale, None, cache)
+    load_images(dataset, seed=seed, info=get_info(src), cache=cache)   # decode once here; the processes read the decoded file
+    info = None if isinstance(src, str) else src
+    return concat_runs(in_processes(fn, [dict(dataset=dataset, scale=scale, seed=seed, cfg=c, info=info, cache=cache) for c in cfgs],
+                                    n_procs))
+
+def lenet_cifar10_concurrent(dataset:str='cifar10', # 'cifar10' (original pixels) or 'cifar10-jpeg' (the JPEG q~75 copy)
+                             epochs:int|None=None, # epochs per model (default: the preset's: 2 at smoke scale, 200 at full)
+                             scale:str|None=None, # 'smoke' (a generated fixture) or 'full' (the real data)
+                             seed:int=0, # seed of the split and of the runs
+                             cfg:LeNetCfg|None=None, # explicit settings (default: `LENET_PRESETS[scale]`)
+                             n_procs:int|None=None, # processes at once (default: one per variant, at most the CPUs)
+                             cache=None # dataset cache folder
+                            ) -> pd.DataFrame:
+    "`lenet_cifar10` with every variant trained in its own process, side by side (on one GPU, or on several CPU cores)."
+    c = preset(LENET_PRESETS, scale, cfg, epochs=epochs)
+    return study_in_processes(lenet_cifar10, dataset, scale, [replace(c, variants=(v,)) for v in c.variants], seed, n_procs, cache)
+

@@ -65,7 +65,7 @@ def guard(lines:list[str] # a cell's source lines (an IPython `input_transformer
     # shown as a plain-text display, not printed: a cell ending in `;` would hide a print under execnb
     return [f"__import__('IPython').display.display({{'text/plain': {skip_message(lines, miss)!r}}}, raw=True)\n"]
 
-# %% ../nbs/00b_style.ipynb #9c53d312
+# %% ../nbs/00b_style.ipynb #8fb897f2
 def kit_scale(env:dict|None=None # the environment (default: `os.environ`)
              ) -> str:
     "The scale of a `#| gpu` cell: 'full', or 'smoke' in the GPU kit's CPU rehearsal (`DLCOURSE_DRY_RUN` set)."
