@@ -29,12 +29,13 @@ warm for only 30 s after a call, and a fresh one is bare.
 1. run(carry=[".gpu/wheels", ".gpu/chunk0"], timeout_s=120,
        command="python3 .ci/gpu_suite.py --stage")
    A fresh machine (1-2 min start). Installs the wheels into .gpu/site, checks part 0's sha256 and keeps it under
-   .gpu/data; prints 'waiting for cifar10-jpeg.zip.part1' and exits 3 (expected). ~20 s of work. ~2.5 min in all.
+   .gpu/data; prints 'waiting for cifar10-jpeg.zip.part1' and 'missing: the CIFAR-10 parts' and exits 4: expected,
+   part 1 comes with call 2. ~20 s of work, ~2.5 min in all.
 2. AT ONCE (within 30 s), run(carry=[".gpu/chunk1"], timeout_s=600,
        command="PYTHONUNBUFFERED=1 python3 .ci/gpu_suite.py --stage --out $OUT")
    Checks part 1, joins the zip and checks it against the registry's sha256, then runs the suite: 540 s deadline from
    the command's start, so it ends by ~9.2 min with the results under $OUT. ~10 min in all.
-   If the machine was bare (a fresh start: it prints 'missing: ...' and exits 4 within seconds), send call 1 again AT
+   If the machine was bare (a fresh start: it prints 'missing: the wheels' and exits 4 within seconds), send call 1 again AT
    ONCE (the machine is warm now), then call 2 with `--deadline 420`: the retry costs ~3 min, and 2.5 + 3 + 0.5 + 8 fits.
 3. Here: `python .ci/gpu_splice.py <files_at>` (the folder the tool gives back): it puts the outputs into the notebooks
    (refusing cells whose source changed since), runs nbdev_clean on them, and prints a table of what came back.
@@ -332,14 +333,14 @@ def main(argv=None):
         site = GPU/'site'
         ok = install_wheels(site)
         env['PYTHONPATH'] = os.pathsep.join([str(site), str(ROOT)])
-        env.setdefault('DLCOURSE_THREADS', '4')
+        env.setdefault('DLCOURSE_THREADS', '1')   # the GPU does the work; a dozen processes share 16 cores
         missing = [] if ok else ['the wheels (.gpu/wheels)']
         if a.stage:
             sys.path.insert(0, str(ROOT/'.ci'))
             import gpu_data
             if not gpu_data.stage(): missing.append('the CIFAR-10 parts (see above)')
         if missing:
-            print(f"missing: {', '.join(missing)}"); return 4 if ok else 4
+            print(f"missing: {', '.join(missing)}"); return 4
     if not found: print('no gpu cells'); return 0
     jobs = a.jobs or (2 if a.dry_run else len(found))
     order = sorted(found, key=lambda p: all(s['shared'] or not s['on'] for _, _, s in found[p]))   # timed (exclusive) ones first

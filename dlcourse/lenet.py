@@ -403,6 +403,13 @@ def importable(fn:Callable) -> Callable:
     if mod is None: raise ValueError(f"{fn.__qualname__} is defined in this notebook only: another process can't import it")
     return getattr(importlib.import_module(mod), fn.__qualname__)
 
+def _portable(v):
+    "`v`, or, for an instance of a dataclass defined in a notebook (a config), the same values in the library's class."
+    import dataclasses
+    if dataclasses.is_dataclass(v) and not isinstance(v, type) and type(v).__module__ == '__main__':
+        return importable(type(v))(**{f.name: getattr(v, f.name) for f in dataclasses.fields(v)})
+    return v
+
 def in_processes(fn:Callable, # a module-level function (a spawned process imports it by name)
                  kwargs:list, # one call per dict of keyword arguments
                  n_procs:int|None=None # processes at once (default: one per call, at most the number of CPUs)
@@ -411,7 +418,7 @@ def in_processes(fn:Callable, # a module-level function (a spawned process impor
     import multiprocessing as mp
     n = n_procs or max(1, min(len(kwargs), os.cpu_count() or 1))
     with mp.get_context('spawn').Pool(n) as pool:   # leaving the block (an error, a time limit) terminates the processes
-        return pool.starmap(importable(_call), [(importable(fn), kw) for kw in kwargs])
+        return pool.starmap(importable(_call), [(importable(fn), {k: _portable(v) for k, v in kw.items()}) for kw in kwargs])
 
 def study_in_processes(fn:Callable, # an experiment of the contract (`dataset`, `scale`, `seed`, `cfg`, `info`, `cache`)
                        dataset:str, # its dataset
