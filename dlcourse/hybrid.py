@@ -108,7 +108,7 @@ class HybridConfig:
     p:float = 0.3         # dropout
     bs:int = 64           # batch size
     epochs:int = 4        # at most this many epochs per run: the same budget for every network and optimiser
-    patience:int|None = 2 # stop after this many epochs without a lower validation loss (None: run all `epochs`)
+    patience:int|None = 2 # stop after this many epochs without a lower validation loss, keeping the best epoch's weights (None: run all `epochs`, keep the last)
     lr_scale:float = 1.0  # multiplies every rate of `opts` (the axis of the learning-rate sweep)
     min_freq:int = 1      # vocabulary cut-off: every training word (TREC is small)
     models:tuple = tuple(HYBRID_MODELS)   # networks of the grid (names in `HYBRID_MODELS`)
@@ -138,8 +138,9 @@ def hybrid_setup(dataset:str='trec', # 'trec' (6 classes) or 'mr-rt-polarity'
     return c, data, dls, {m: partial(HYBRID_MODELS[m], len(dls.vocab), len(data.classes), **kw) for m in c.models}, desc
 
 def _best_epoch(learn, dls) -> dict:
-    "`run`'s `extra`: the epoch with the lowest validation loss, whose weights the row reports."
+    "`run`'s `extra`: the epoch whose weights the row reports (the lowest validation loss with `SaveBest`, else the last)."
     h = learn.history
+    if not any(isinstance(cb, SaveBest) for cb in learn.cbs): return dict(best_epoch=len(h))
     return dict(best_epoch=int(h['epoch'][h['valid_loss'].idxmin()]) if h['valid_loss'].notna().any() else 0)
 
 class QuietEarlyStopping(EarlyStoppingCallback):
@@ -154,8 +155,8 @@ def hybrid_cbs(c:HybridConfig) -> list:
     return [QuietEarlyStopping(monitor='valid_loss', patience=c.patience)] if c.patience else []
 
 def hybrid_train_kw(c:HybridConfig) -> dict:
-    "`run` arguments shared by every run: constant rate, at most `c.epochs` epochs, best epoch's weights kept (early stopping: `hybrid_cbs`)."
-    return dict(epochs=c.epochs, one_cycle=False, eval_train=False, quiet=True, save_best=True, extra=_best_epoch)
+    "`run` arguments shared by every run: constant rate, at most `c.epochs` epochs; with early stopping (`hybrid_cbs`) the best epoch's weights are kept."
+    return dict(epochs=c.epochs, one_cycle=False, eval_train=False, quiet=True, save_best=c.patience is not None, extra=_best_epoch)
 
 @experiment('hybrid-optimizers')
 def hybrid_study(dataset:str='trec', # 'trec' (6 classes) or 'mr-rt-polarity'
