@@ -376,6 +376,9 @@ def main(argv=None):
     for p in order:
         f = out/f"{p.stem}.json"
         r = json.loads(f.read_text()) if f.exists() else dict(cells=[])
+        if rcs.get(p.name) not in (0, None) or not f.exists():   # a worker that died before writing (e.g. an import error)
+            print(f"{p.stem}: worker {'exit ' + str(rcs.get(p.name)) if p.name in rcs else 'not run'}"
+                  f"{'' if f.exists() else ', no results written'} (see {out/'suite.log'})"); bad += 1
         for c in r['cells']:
             print(f"{p.stem:18} cell {c['idx']:3}: {c['status']:12} {c.get('seconds', '')}")
             bad += c['status'] not in ('ok', 'off')

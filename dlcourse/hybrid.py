@@ -17,7 +17,7 @@ from .core import *
 from .data import *
 from .train import *
 from .text import *
-from .style import figsize, epoch_axis, tidy, short_device
+from .style import figsize, epoch_axis, tidy, short_device, kit_scale
 from .layers import layer_block, split_input, PackedRNN
 from .experiments import experiment, study_data, preset
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
@@ -25,9 +25,9 @@ from fastai.callback.core import CancelFitException
 
 # %% auto #0
 __all__ = ['HYBRID_MODELS', 'OPT_LRS', 'LR_SCALES', 'HYBRID_PRESETS', 'TextHybrid', 'cnn1d', 'lstm_net', 'bilstm_net', 'cnn_lstm',
-           'cnn_bilstm', 'HybridConfig', 'hybrid_setup', 'QuietEarlyStopping', 'hybrid_cbs', 'hybrid_train_kw',
-           'hybrid_study', 'majority_baseline', 'naive_bayes_baseline', 'who_won', 'summary_text', 'lr_sweep',
-           'chosen_lrs', 'plot_lr_sweep', 'plot_grid_curves', 'plot_grid', 'time_networks']
+           'cnn_bilstm', 'HybridConfig', 'hybrid_setup', 'hybrid_cbs', 'hybrid_train_kw', 'hybrid_study',
+           'majority_baseline', 'naive_bayes_baseline', 'who_won', 'summary_text', 'lr_sweep', 'chosen_lrs',
+           'plot_lr_sweep', 'plot_grid_curves', 'plot_grid', 'time_networks']
 
 # %% ../nbs/27_hybrid.ipynb #9c2caf50
 class TextHybrid(nn.Module):
@@ -142,13 +142,6 @@ def _best_epoch(learn, dls) -> dict:
     h = learn.history
     if not any(isinstance(cb, SaveBest) for cb in learn.cbs): return dict(best_epoch=len(h))
     return dict(best_epoch=int(h['epoch'][h['valid_loss'].idxmin()]) if h['valid_loss'].notna().any() else 0)
-
-class QuietEarlyStopping(EarlyStoppingCallback):
-    "fastai's `EarlyStoppingCallback` on the validation loss, without printing a line when it stops."
-    def after_epoch(self):
-        TrackerCallback.after_epoch(self)
-        self.wait = 0 if self.new_best else self.wait + 1
-        if self.wait >= self.patience: raise CancelFitException()
 
 def hybrid_cbs(c:HybridConfig) -> list:
     "Fresh callbacks for one run: early stopping after `c.patience` epochs without a lower validation loss (none when `patience` is None)."

@@ -31,11 +31,12 @@ from .experiments import *
 from .style import FIG_W, figsize, epoch_axis, bar_ylim
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'MODEL_FILES', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'StopOnNaN', 'SaveBest', 'ResetPerBatch',
-           'make_learner', 'mlp', 'reseed', 'metric_names', 'run', 'to_json', 'from_json', 'save_model', 'load_model',
-           'ModelKeeper', 'keep_models', 'Variant', 'compare', 'concat_runs', 'id_columns', 'varying', 'result_columns',
-           'summarize', 'first_metric', 'plot_curves', 'plot_compare', 'OutputError', 'check_out', 'write_outputs',
-           'commit_outputs', 'run_experiment', 'MLPCfg', 'mlp_digits', 'pipeline_benchmark']
+__all__ = ['OPTIMIZERS', 'MODEL_FILES', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'StopOnNaN', 'SaveBest',
+           'QuietEarlyStopping', 'ResetPerBatch', 'make_learner', 'mlp', 'reseed', 'metric_names', 'run', 'to_json',
+           'from_json', 'save_model', 'load_model', 'ModelKeeper', 'keep_models', 'Variant', 'compare', 'concat_runs',
+           'id_columns', 'varying', 'result_columns', 'summarize', 'first_metric', 'plot_curves', 'plot_compare',
+           'OutputError', 'check_out', 'write_outputs', 'commit_outputs', 'run_experiment', 'MLPCfg', 'mlp_digits',
+           'pipeline_benchmark']
 
 # %% ../nbs/02_train.ipynb #3079b966
 OPTIMIZERS = {
@@ -91,6 +92,13 @@ class SaveBest(SaveModelCallback):
         elif not self.every_epoch and self.last_saved_path is not None:
             self.learn.model.load_state_dict(torch.load(self.last_saved_path, map_location='cpu', weights_only=True))
 
+class QuietEarlyStopping(EarlyStoppingCallback):
+    "fastai's `EarlyStoppingCallback`, without the line it prints when it stops (outputs stay clean); the stop shows in the history's length."
+    def after_epoch(self):
+        TrackerCallback.after_epoch(self)
+        self.wait = 0 if self.new_best else self.wait + 1
+        if self.wait >= self.patience: raise CancelFitException()
+
 class ResetPerBatch(Callback):
     "Reset a stateful model before every batch of a loader whose batches are independent (`dl.independent_batches`, e.g. prompts)."
     def before_batch(self):
@@ -133,7 +141,7 @@ def make_learner(model:nn.Module, # the model; anything returning logits
     cbs.append(ResetPerBatch())
     if stop_on_nan: cbs.append(StopOnNaN())
     if clip: cbs.append(GradientClip(clip))
-    if patience: cbs.append(EarlyStoppingCallback(monitor='valid_loss', patience=patience))
+    if patience: cbs.append(QuietEarlyStopping(monitor='valid_loss', patience=patience))
     if save_best: cbs.append(SaveBest(monitor='valid_loss', fname=save_best if isinstance(save_best, str) else 'best'))
     if csv_log: cbs.append(CSVLogger(fname=str(csv_log), append=True))
     if live_plot: cbs.append(ShowGraphCallback())
