@@ -48,7 +48,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {s.name: s for s in [
     ExperimentSpec('sentence-grid', 'sentence_clf:grid_study', '24_sentence_clf', 'Grid sweep: learning rate x batch size x optimiser x hidden size', _SENT),
     ExperimentSpec('sentence-pool', 'sentence_clf:pool_study', '24_sentence_clf', 'Sentence vector pooling: last / mean / max / attention / concat', _SENT),
     ExperimentSpec('sentence-arch', 'sentence_clf:arch_study', '24_sentence_clf', 'RNN / GRU / LSTM / bidirectional / two-layer sentence classifiers', _SENT),
-    ExperimentSpec('kim-cnn', 'kim_cnn:kim_cnn_study', '25_kim_cnn', 'Kim (2014) CNN: random vs word2vec (static / non-static) embeddings', ('mr-rt-polarity', 'trec')),
+    ExperimentSpec('kim-cnn', 'kim_cnn:kim_cnn_study', '25_kim_cnn', 'Kim (2014) CNN: random vs IMDB word2vec (static / non-static / multichannel), 3 seeds, early stopping', ('mr-rt-polarity', 'trec')),
     ExperimentSpec('han', 'han:han_study', '26_han', 'Hierarchical Attention Network with cyclical learning rate and momentum', ('imdb', 'yelp-review-full')),
     ExperimentSpec('hybrid-optimizers', 'hybrid:hybrid_study', '27_hybrid', 'CNN, LSTM, BiLSTM, CNN+LSTM, CNN+BiLSTM x five optimisers', _SENT),
 ]}
