@@ -46,7 +46,7 @@ class SentCfg:
     patience: int = 2         # stop when the validation loss has not improved for this many epochs (0: off)
     seeds: int = 3            # runs per variant (seeds seed, seed+1, ...): mean ± std
     min_freq: int = 2         # vocabulary: training words seen at least this often (rarer ones -> <unk>)
-    grid: tuple = (('lr', (1e-3, 1e-2, 1e-1)), ('opt', ('sgd', 'adam')), ('hidden', (32, 96)))  # grid_study: (parameter, values); 'bs' works too
+    grid: tuple = (('lr', (1e-3, 1e-2, 1e-1)), ('bs', (32, 128)), ('opt', ('sgd', 'adam')), ('hidden', (32, 96)))  # grid_study: (parameter, values)
     grid_seeds: int = 1       # grid_study: runs per grid point
     reg: tuple = ('none', 'dropout', 'L1', 'L2', 'clip', 'batchnorm', 'all')  # reg_study: names from REG_VARIANTS
     vectors: str|None = 'imdb-word2vec'  # w2v_study: a registered vectors file; None: word2vec trained on the training split
@@ -62,7 +62,8 @@ SENT_PRESETS = {'full': SentCfg(),
                 'smoke': SentCfg(emb_sz=16, hidden=16, bs=16, lr=1e-2, epochs=3, patience=2, seeds=1, min_freq=1,
                                  vectors=None, w2v_epochs=2,
                                  grid=(('lr', (1e-3, 1e-2)), ('bs', (16, 32)), ('opt', ('sgd', 'adam')), ('hidden', (16,))))}
-GRID_PRESETS = {'full': replace(SENT_PRESETS['full'], epochs=3),   # 12 grid points, one seed, 3 epochs at most each
+GRID_PRESETS = {'full': replace(SENT_PRESETS['full'], epochs=3,     # 12 grid points (the batch size fixed), one seed, 3 epochs at most each
+                                 grid=(('lr', (1e-3, 1e-2, 1e-1)), ('opt', ('sgd', 'adam')), ('hidden', (32, 96)))),
                 'smoke': SENT_PRESETS['smoke']}
 
 def lab_dls(data:TextData, # from `load_text_clf('trec' | 'mr-rt-polarity')`
