@@ -294,7 +294,7 @@ def han_documents(dataset:str, # 'imdb' or 'yelp-review-full'
     texts, labels = (read_imdb if dataset == 'imdb' else read_yelp)(folder, split)
     return [(texts[i], int(labels[i])) for i in np.random.default_rng(seed).permutation(len(texts))]
 
-# %% ../nbs/26_han.ipynb #d8416dfd
+# %% ../nbs/26_han.ipynb #d964a99a
 SCHEDULES = ('cyclical', 'one-cycle', 'constant')
 
 @dataclass(frozen=True)
@@ -320,7 +320,7 @@ class HANConfig:
     n_cycles:int = 2              # LR cycles over the whole run
     const_lr:float = 2.75e-3      # the constant schedule's LR: the mean of the cyclical triangle, so the same total step size
     clip:float = 1.0              # gradient-norm clipping (GRUs + SGD)
-    epochs:int = 3                # epochs (the real run's CPU budget), the same for every schedule
+    epochs:int = 5                # epochs (the real run's CPU budget), the same for every schedule
     save_best:bool = True         # keep the epoch with the lowest validation loss (selection on validation)
 
 HAN_PRESETS = {
@@ -382,7 +382,7 @@ def train_han(d:dict, # from `prepare_han_data`
     if cfg.schedule == 'one-cycle': return run(model_fn, d['dls'], lr=cfg.lr_range[1], one_cycle=True, **kw)
     return run(model_fn, d['dls'], lr=cfg.const_lr, one_cycle=False, **kw)
 
-# %% ../nbs/26_han.ipynb #a08b63d7
+# %% ../nbs/26_han.ipynb #217512b4
 def schedule_trace(learn:Learner) -> pd.DataFrame:
     "The learning rate and momentum of every training batch of `learn`'s last fit (constant values when it ran without a scheduler)."
     n = len(learn.recorder.losses)
@@ -413,7 +413,7 @@ def compare_schedules(d:dict, # from `prepare_han_data`
     df.attrs['history'], df.attrs['trace'] = pd.concat(hists, ignore_index=True), pd.concat(traces, ignore_index=True)
     return df, learners
 
-# %% ../nbs/26_han.ipynb #1bf636da
+# %% ../nbs/26_han.ipynb #db3dfb3e
 def han_baselines(splits:dict, # from `han_splits`: lists of `(text, label)` per split
                   cfg:HANConfig, # its `max_sents` and `max_words` cut documents the way the HAN sees them
                   alphas:tuple=(0.1, 0.3, 1.0, 3.0) # Naive Bayes smoothing values, chosen on validation
