@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
+from fastai.data.core import DataLoaders
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import CountVectorizer, ENGLISH_STOP_WORDS
 from sklearn.naive_bayes import MultinomialNB
