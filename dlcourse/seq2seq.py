@@ -279,7 +279,7 @@ class Seq2SeqCfg:
     patience:int|None = 2  # stop after this many epochs without a better validation loss, keep the best epoch's weights (None: train all epochs)
     wd:float = 0.01        # decoupled weight decay
     clip:float = 1.0       # gradient-norm clipping
-    epochs:int = 8         # most passes over the training pairs (the CPU budget; early stopping usually ends sooner)
+    epochs:int = 20        # most passes over the training pairs (the CPU budget; early stopping usually ends sooner)
     beam:int = 5           # beam width
     max_len:int = 12       # most decoded words (the filter keeps fewer than 10)
 

@@ -108,7 +108,7 @@ class WordLMCfg:
     lr:float = 3e-3      # constant learning rate (AdamW): early stopping, not a schedule, decides the length
     wd:float = 0.01      # decoupled weight decay
     clip:float = 0.5     # gradient-norm clipping, the usual guard against exploding RNN gradients
-    epochs:int = 14      # the most epochs a model may train (the same budget for every model)
+    epochs:int = 40      # the most epochs a model may train (the same budget for every model)
     patience:int = 2     # stop after this many epochs without a lower validation loss; the best epoch's weights are kept
     full_wikitext:bool = True  # WikiText-2: try the official zip (with the train split) first; False: train on the valid split
     prompt:str = 'think about'  # the generation prompt (the report's)
