@@ -32,11 +32,11 @@ from .style import FIG_W, figsize, epoch_axis, bar_ylim
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'MODEL_FILES', 'MLP_PRESETS', 'get_opt_func', 'EpochTimer', 'StopOnNaN', 'SaveBest',
-           'QuietEarlyStopping', 'ResetPerBatch', 'make_learner', 'mlp', 'reseed', 'metric_names', 'run', 'to_json',
-           'from_json', 'save_model', 'load_model', 'ModelKeeper', 'keep_models', 'Variant', 'compare', 'concat_runs',
-           'id_columns', 'varying', 'result_columns', 'summarize', 'first_metric', 'plot_curves', 'plot_compare',
-           'OutputError', 'check_out', 'write_outputs', 'commit_outputs', 'run_experiment', 'MLPCfg', 'mlp_digits',
-           'pipeline_benchmark']
+           'QuietEarlyStopping', 'CutLROnPlateau', 'ResetPerBatch', 'make_learner', 'mlp', 'reseed', 'metric_names',
+           'run', 'to_json', 'from_json', 'save_model', 'load_model', 'ModelKeeper', 'keep_models', 'Variant',
+           'compare', 'concat_runs', 'id_columns', 'varying', 'result_columns', 'summarize', 'first_metric',
+           'plot_curves', 'plot_compare', 'OutputError', 'check_out', 'write_outputs', 'commit_outputs',
+           'run_experiment', 'MLPCfg', 'mlp_digits', 'pipeline_benchmark']
 
 # %% ../nbs/02_train.ipynb #3079b966
 OPTIMIZERS = {
@@ -75,7 +75,7 @@ class StopOnNaN(TerminateOnNaNCallback):
         if self.learn.training: self.learn.diverged = None          # `fit`, not an evaluation
     def after_batch(self):
         if not self.training or bool(torch.isfinite(self.loss).all()): return   # per-item losses (interpretation) are tensors
-        self.learn.diverged = dict(epoch=self.epoch + 1, batch=self.iter + 1, loss=float(self.loss.float().mean()))
+        self.learn.diverged = dict(epoch=self.epoch + 1, batch=self.iter + 1, loss=float(self.loss.detach().float().mean()))
         raise CancelFitException
 
 class SaveBest(SaveModelCallback):
@@ -98,6 +98,20 @@ class QuietEarlyStopping(EarlyStoppingCallback):
         TrackerCallback.after_epoch(self)
         self.wait = 0 if self.new_best else self.wait + 1
         if self.wait >= self.patience: raise CancelFitException()
+
+class CutLROnPlateau(TrackerCallback):
+    "Divide the learning rate by `factor` after every epoch without a lower `monitor` (fastai's `ReduceLROnPlateau` without its printing); the epochs of the cuts are in `cuts`."
+    order = TrackerCallback.order - 1   # before early stopping, which may end the fit in the same epoch
+    def __init__(self, factor:float=4., # divide every parameter group's rate by this
+                 monitor:str='valid_loss', min_delta:float=0., # a smaller improvement counts as none
+                 min_lr:float=0.):
+        super().__init__(monitor=monitor, min_delta=min_delta); self.factor, self.min_lr = factor, min_lr
+    def before_fit(self): super().before_fit(); self.cuts = []
+    def after_epoch(self):
+        super().after_epoch()
+        if self.new_best: return
+        for h in self.opt.hypers: h['lr'] = max(h['lr'] / self.factor, self.min_lr)
+        self.cuts.append(self.epoch)
 
 class ResetPerBatch(Callback):
     "Reset a stateful model before every batch of a loader whose batches are independent (`dl.independent_batches`, e.g. prompts)."
