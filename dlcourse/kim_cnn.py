@@ -24,7 +24,7 @@ from .layers import layer_block, split_input
 from .experiments import experiment, study_data, preset, STUDY_OUTPUT
 
 # %% auto #0
-__all__ = ['KIM_MODES', 'KIM_PRESETS', 'KIM_SPLITS', 'KIM_PAPER', 'KimConfig', 'KimCNN', 'max_norm_', 'MaxNorm',
+__all__ = ['KIM_MODES', 'KIM_PRESETS', 'KIM_SPLITS', 'KIM_PAPER', 'KIM_TICKS', 'KimConfig', 'KimCNN', 'max_norm_', 'MaxNorm',
            'kim_word_vectors', 'kim_oov', 'kim_adadelta', 'kim_baselines', 'kim_setup', 'kim_model', 'kim_run_kw',
            'kim_cnn_study', 'kim_summary', 'plot_kim', 'KimBestRun', 'kim_keep_best']
 
@@ -53,7 +53,7 @@ class KimConfig:
 
 KIM_PRESETS = {
     'smoke': KimConfig(emb_dim=16, n_maps=8, bs=16, epochs=2, n_seeds=1, vectors='train', w2v_epochs=2),  # a fixture in seconds: checks the path, not the paper
-    'full': KimConfig(emb_dim=100, epochs=6),  # the paper's architecture with the IMDB vectors' 100 dimensions; at most 6 epochs (CPU budget)
+    'full': KimConfig(emb_dim=100, epochs=12),  # the paper's architecture with the IMDB vectors' 100 dimensions; at most 12 epochs (CPU budget)
 }
 
 # %% ../nbs/25_kim_cnn.ipynb #a7365b01
@@ -272,6 +272,8 @@ def kim_summary(df:pd.DataFrame # rows from `kim_cnn_study` (one or several data
     cols = ['runs', 'valid_%', 'valid_std', 'test_%', 'test_std', 'paper_%', 'gap_pts', 'epochs', 'seconds']
     return out[cols].reset_index()
 
+KIM_TICKS = {'non-static': 'non-\nstatic', 'multichannel': 'multi-\nchannel', 'naive-bayes': 'naive\nBayes'}  # two-line tick labels
+
 def plot_kim(df:pd.DataFrame, ax=None):
     "Test accuracy (mean ± std over seeds) of every variant and baseline, with the paper's as hollow markers; one panel per dataset."
     import matplotlib.pyplot as plt
@@ -281,7 +283,7 @@ def plot_kim(df:pd.DataFrame, ax=None):
         t = s[s['dataset'] == d].reset_index(drop=True); x = np.arange(len(t))
         a.bar(x, t['test_%'], 0.6, yerr=t['test_std'].fillna(0), capsize=3, color=['C0' if m in KIM_MODES else 'C7' for m in t['mode']])
         a.scatter(x, t['paper_%'], marker='D', facecolors='none', edgecolors='C3', zorder=3, label='Kim (2014)')
-        a.set_xticks(x, [m.replace('-', '-\n', 1) if m != 'non-static' else 'non-\nstatic' for m in t['mode']], fontsize=7)
+        a.set_xticks(x, [KIM_TICKS.get(m, m) for m in t['mode']], fontsize=7)
         a.set(ylabel='test accuracy (%)', title=d.split('-')[0].upper())
         bar_ylim(a, pd.concat([t['test_%'], t['paper_%'].dropna()]))
         a.legend(fontsize=7, loc='lower right')
