@@ -18,15 +18,15 @@ from .core import *
 from .data import fetch, read_fra_eng
 from .experiments import experiment, preset, study_data
 from .layers import RNN_CELLS, IGNORE, PackedRNN, lm_loss, TokenNLL
-from .train import run, compare, Variant
+from .train import run, compare, Variant, CutLROnPlateau, QuietEarlyStopping
 from .text import Vocab, pad_batch
 
 # %% auto #0
 __all__ = ['ENG_PREFIXES', 'SPECIALS', 'PAD_ID', 'UNK_ID', 'SOS_ID', 'EOS_ID', 'ATTENTIONS', 'SEQ2SEQ_PRESETS', 'load_pairs',
            'normalize', 'filter_pairs', 'split_pairs', 'build_vocabs', 'PairLoader', 'pair_dls', 'AdditiveAttention',
            'Seq2Seq', 'seq2seq_model', 'greedy_decode', 'beam_search', 'sequence_logprob', 'corpus_bleu', 'Seq2SeqCfg',
-           'seq2seq_kw', 'seq2seq_fn', 'train_seq2seq', 'translate_split', 'BLEUOnTest', 'seq2seq_study', 'Kept',
-           'plot_seq2seq', 'attend', 'plot_attention', 'overlap_flags', 'retrieval_translate', 'bleu_by_group']
+           'seq2seq_kw', 'seq2seq_cbs', 'seq2seq_fn', 'train_seq2seq', 'translate_split', 'BLEUOnTest', 'seq2seq_study',
+           'Kept', 'plot_seq2seq', 'attend', 'plot_attention', 'overlap_flags', 'retrieval_translate', 'bleu_by_group']
 
 # %% ../nbs/22_seq2seq.ipynb #d06e3893
 def load_pairs(dataset:str|object='eng-fra-tatoeba', # registry name or a fixture `DatasetInfo`
@@ -265,7 +265,7 @@ def corpus_bleu(hyps:list[str], # system translations, one per sentence
 # %% ../nbs/22_seq2seq.ipynb #3997c8f0
 @dataclass(frozen=True)
 class Seq2SeqCfg:
-    "Hyperparameters of the translation study (the full preset: the CPU run, early-stopped, up to about 10 minutes per model on one thread)."
+    "Hyperparameters of the translation study (the full preset: the CPU run, trained until the validation loss stops falling, at most 30 epochs)."
     models:tuple = ('gru', 'gru-attn')  # names for `seq2seq_model`, trained with the same settings and seed
     filtered:bool = True   # the tutorial filter (< 10 words, English prefixes); False: every pair
     max_pairs:int|None = None  # cap on the number of pairs after a seeded shuffle (None: all)
@@ -274,23 +274,31 @@ class Seq2SeqCfg:
     p:float = 0.1          # dropout
     tf_ratio:float = 0.5   # teacher forcing ratio (the PyTorch tutorial's)
     bs:int = 64            # pairs per batch
-    lr:float = 2e-3        # learning rate (AdamW; constant unless `one_cycle`)
+    lr:float = 2e-3        # starting learning rate (AdamW; constant unless `one_cycle` or `lr_cut`)
     one_cycle:bool = False # one-cycle schedule over `epochs` (else a constant rate, so early stopping can end training)
-    patience:int|None = 2  # stop after this many epochs without a better validation loss, keep the best epoch's weights (None: train all epochs)
+    lr_cut:float|None = 4. # divide the rate by this after every epoch without improvement (`CutLROnPlateau`; None: constant)
+    min_delta:float = 0.005 # nats per token: a smaller fall of the validation loss counts as no improvement
+    patience:int|None = 2  # stop after this many epochs without improvement, keep the best epoch's weights (None: train all epochs)
     wd:float = 0.01        # decoupled weight decay
     clip:float = 1.0       # gradient-norm clipping
-    epochs:int = 20        # most passes over the training pairs (the CPU budget; early stopping usually ends sooner)
+    epochs:int = 30        # most passes over the training pairs (the CPU budget; early stopping should end training sooner)
     beam:int = 5           # beam width
     max_len:int = 12       # most decoded words (the filter keeps fewer than 10)
 
-SEQ2SEQ_PRESETS = {'smoke': Seq2SeqCfg(emb=32, hidden=32, bs=16, lr=1e-2, one_cycle=True, patience=None, epochs=4, beam=3),  # 270 fixture pairs: 17 batches an epoch
+SEQ2SEQ_PRESETS = {'smoke': Seq2SeqCfg(emb=32, hidden=32, bs=16, lr=1e-2, one_cycle=True, lr_cut=None, patience=None, epochs=4, beam=3),  # 270 fixture pairs: 17 batches an epoch
                    'full': Seq2SeqCfg()}
 
 def seq2seq_kw(cfg:Seq2SeqCfg # hyperparameters
               ) -> dict:
-    "The `run`/`compare` arguments of every translation model: AdamW, clipping, the padded-token loss, nats per token, early stopping."
+    "The `run`/`compare` arguments of every translation model: AdamW, clipping, the padded-token loss, nats per token, best epoch kept."
     return dict(epochs=cfg.epochs, lr=cfg.lr, one_cycle=cfg.one_cycle, opt='adamw', wd=cfg.wd, clip=cfg.clip, loss_func=lm_loss,
-                metrics=[TokenNLL()], patience=cfg.patience, save_best=bool(cfg.patience))
+                metrics=[TokenNLL()], save_best=bool(cfg.patience))
+
+def seq2seq_cbs(cfg:Seq2SeqCfg # hyperparameters
+               ) -> list:
+    "Fresh callbacks for one run: a rate cut (`lr_cut`) and early stopping (`patience`), both counting a fall below `min_delta` as none."
+    cbs = [CutLROnPlateau(cfg.lr_cut, min_delta=cfg.min_delta)] if cfg.lr_cut else []
+    return cbs + ([QuietEarlyStopping(monitor='valid_loss', min_delta=cfg.min_delta, patience=cfg.patience)] if cfg.patience else [])
 
 def seq2seq_fn(name:str, # model name for `seq2seq_model`
                dls:DataLoaders, # from `pair_dls` (its vocabularies give the sizes)
@@ -306,7 +314,7 @@ def train_seq2seq(name:str, # model name for `seq2seq_model`
                   seed:int=0 # seed of init, order and teacher-forcing coins
                  ) -> tuple[dict, object]:
     "Train one translation model with `dlcourse.train.run`; return (row, learner)."
-    return run(seq2seq_fn(name, dls, cfg), dls, seed=seed, name=name, **seq2seq_kw(cfg))
+    return run(seq2seq_fn(name, dls, cfg), dls, seed=seed, name=name, cbs=seq2seq_cbs(cfg), **seq2seq_kw(cfg))
 
 def translate_split(model:Seq2Seq, dl:PairLoader, # the split's loader (its pairs and vocabularies)
                     beam:int=5, max_len:int=12) -> pd.DataFrame:
@@ -329,7 +337,7 @@ class BLEUOnTest:
         with Timer() as t: tr = translate_split(learn.model, dls.test, self.beam, self.max_len)
         (greedy, self.signature), (beam, _) = (corpus_bleu(list(tr[k]), list(tr.reference)) for k in ('greedy', 'beam'))
         self.examples.append(tr); self.models.append(learn.model)
-        return dict(test_bleu=greedy, test_bleu_beam=beam, decode_seconds=t.seconds)
+        return dict(test_bleu=greedy, test_bleu_beam=beam, decode_seconds=t.seconds, final_lr=learn.opt.hypers[-1]['lr'])
 
 # %% ../nbs/22_seq2seq.ipynb #270ea39a
 @experiment('seq2seq-fra-eng')
@@ -352,7 +360,7 @@ def seq2seq_study(dataset:str='eng-fra-tatoeba', # the registered Tatoeba pairs
     sv, tv = build_vocabs(splits['train'])
     dls = pair_dls(splits, sv, tv, c.bs, device, seed=seed)
     bleu = BLEUOnTest(c.beam, c.max_len)
-    df = compare({name: Variant(seq2seq_fn(name, dls, c)) for name in c.models}, dls, seeds=(seed,), extra=bleu, **seq2seq_kw(c))
+    df = compare({name: Variant(seq2seq_fn(name, dls, c), cbs=partial(seq2seq_cbs, c)) for name in c.models}, dls, seeds=(seed,), extra=bleu, **seq2seq_kw(c))
     df = df.assign(n_pairs=len(pairs), n_train=len(splits['train']), n_test=len(splits['test']), src_vocab=len(sv), tgt_vocab=len(tv))
     df.attrs.update(signature=bleu.signature, examples=dict(zip(df.name, bleu.examples)), config=asdict(c),
                     kept=Kept(models=dict(zip(df.name, bleu.models)), splits=splits, vocabs=(sv, tv)))
@@ -362,24 +370,31 @@ class Kept(dict):
     "A dict that `copy.deepcopy` shares instead of copying, so trained models and data can ride in a frame's `attrs` cheaply."
     def __deepcopy__(self, memo): return self
 
-def plot_seq2seq(df:pd.DataFrame # from `seq2seq_study`
+def plot_seq2seq(df:pd.DataFrame # from `seq2seq_study`, or several seeds' frames joined with `concat_runs`
                 ):
-    "Train and validation nats/token per epoch of each model (the kept epoch circled), and test BLEU (greedy vs beam)."
+    "Train (dashed) and validation (solid) nats/token per epoch of each model and seed, the kept epoch circled; test BLEU, greedy vs beam (mean ± std over seeds)."
     import matplotlib.pyplot as plt
     from dlcourse.style import figsize, epoch_axis
     fig, ax = plt.subplots(1, 2, figsize=figsize(2, 3))
-    for i, (name, h) in enumerate(df.attrs['history'].groupby('name', sort=False)):
-        ep = h.epoch
-        ax[0].plot(ep, h.train_loss, '--', color=f'C{i}', alpha=.7); ax[0].plot(ep, h.nats, '-o', ms=3, color=f'C{i}', label=name)
+    names = list(dict.fromkeys(df.name))
+    for (name, seed), h in df.attrs['history'].groupby(['name', 'seed'], sort=False):
+        i, first = names.index(name), seed == df.seed.min()
+        ep, kw = h.epoch, dict(color=f'C{i}', alpha=1 if first else .45, lw=1.5 if first else 1)
+        ax[0].plot(ep, h.train_loss, '--', **kw); ax[0].plot(ep, h.nats, '-o', ms=3, label=name if first else None, **kw)
         b = int(h.nats.values.argmin()); ax[0].plot(ep.iloc[b], h.nats.iloc[b], 'o', ms=9, mfc='none', color=f'C{i}')
     ax[0].set(ylabel='nats per token', title='dashed: train, solid: valid'); epoch_axis(ax[0]); ax[0].legend(fontsize=8)
-    x = np.arange(len(df)); ax[1].bar(x - 0.2, df.test_bleu, 0.4, label='greedy')
-    ax[1].bar(x + 0.2, df.test_bleu_beam, 0.4, label=f"beam {df.attrs['config']['beam']}")
-    for i, (a, b) in enumerate(zip(df.test_bleu, df.test_bleu_beam)):
-        ax[1].text(i - 0.2, a, f'{a:.1f}', ha='center', va='bottom', fontsize=8); ax[1].text(i + 0.2, b, f'{b:.1f}', ha='center', va='bottom', fontsize=8)
-    ax[1].set_xticks(x, df.name); ax[1].set(ylabel='test BLEU', title='corpus BLEU on held-out pairs'); ax[1].legend(fontsize=8)
+    g = df.groupby('name', sort=False)[['test_bleu', 'test_bleu_beam']].agg(['mean', 'std']).reindex(names).fillna(0)
+    x = np.arange(len(names))
+    for dx, col, lab in ((-0.2, 'test_bleu', 'greedy'), (0.2, 'test_bleu_beam', f"beam {df.attrs['config']['beam']}")):
+        m, s = g[(col, 'mean')], g[(col, 'std')]
+        ax[1].bar(x + dx, m, 0.4, yerr=s, capsize=3, label=lab)
+        for j, v in enumerate(m): ax[1].text(j + dx, v + s.iloc[j], f'{v:.1f}', ha='center', va='bottom', fontsize=8)
+    n = df.groupby('name').size().max()
+    ax[1].set_xticks(x, names); ax[1].set(ylabel='test BLEU', title=f'corpus BLEU on held-out pairs ({n} seed{"s" if n > 1 else ""})')
+    ax[1].set_ylim(0, 1.3 * float((g[('test_bleu', 'mean')] + g[('test_bleu', 'std')]).max())); ax[1].legend(fontsize=8, loc='upper left', ncol=2)
     plt.tight_layout()
     return ax
+
 
 # %% ../nbs/22_seq2seq.ipynb #6a8d5231
 @torch.no_grad()
