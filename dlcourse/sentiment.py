@@ -96,8 +96,8 @@ class IMDBCfg:
     lr: float = 1e-2            # constant learning rate, Adam
     wd: float = 1e-4            # weight decay
     clip: float = 1.0           # gradient-norm clipping, the usual guard for LSTMs
-    epochs: int = 5             # at most this many epochs ...
-    patience: int = 1           # ... stopping after `patience` epochs without a better validation loss (best epoch kept)
+    epochs: int = 10            # at most this many epochs ...
+    patience: int = 2           # ... stopping after `patience` epochs without a better validation loss (best epoch kept)
     arms: tuple = tuple(ARMS)   # models compared (keys of `ARMS`)
     nb_alpha: float = 1.0       # Naive Bayes: add-alpha smoothing
     fixture_n: int = 80         # smoke scale: reviews per split in the generated fixture
