@@ -107,7 +107,7 @@ class HybridConfig:
     hidden:int = 32       # LSTM units per direction
     p:float = 0.3         # dropout
     bs:int = 64           # batch size
-    epochs:int = 4        # at most this many epochs per run: the same budget for every network and optimiser
+    epochs:int = 30       # at most this many epochs per run: the same budget for every network and optimiser (early stopping usually ends sooner)
     patience:int|None = 2 # stop after this many epochs without a lower validation loss, keeping the best epoch's weights (None: run all `epochs`, keep the last)
     lr_scale:float = 1.0  # multiplies every rate of `opts` (the axis of the learning-rate sweep)
     min_freq:int = 1      # vocabulary cut-off: every training word (TREC is small)
